@@ -1,0 +1,62 @@
+"""Turning the ``device`` parameter into a ``torch.device`` that exists on this machine."""
+
+import torch
+
+
+def available_devices():
+    """Names of the devices torch can use here, best first (e.g. ``['cuda:0', 'cpu']``)."""
+    names = [f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        names.append("mps")
+    return names + ["cpu"]
+
+
+def resolve_device(device):
+    """Return the ``torch.device`` for ``device`` or raise a ValueError naming what exists.
+
+    ``"auto"`` picks the first of :func:`available_devices`. A ``torch.device`` is accepted too.
+    """
+    available = available_devices()
+    if isinstance(device, str) and device.lower() == "auto":
+        return torch.device(available[0])
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"device={device!r} is not a device name torch understands; "
+            f"use 'auto' or one of: {', '.join(available)}."
+        ) from exc
+    if dev.type == "cpu":
+        return torch.device("cpu")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device={device!r} was requested but CUDA is not available on this machine; "
+                f"available: {', '.join(available)}."
+            )
+        index = 0 if dev.index is None else dev.index
+        if index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device={device!r} was requested but this machine has "
+                f"{torch.cuda.device_count()} CUDA device(s); available: {', '.join(available)}."
+            )
+        return torch.device("cuda", index)
+    if dev.type == "mps":
+        if "mps" not in available:
+            raise ValueError(
+                f"device={device!r} was requested but MPS is not available on this machine; "
+                f"available: {', '.join(available)}."
+            )
+        return dev
+    raise ValueError(
+        f"device={device!r} is not supported; use 'auto' or one of: {', '.join(available)}."
+    )
+
+
+def prediction_device(fitted):
+    """The fitted device when it exists here, else the CPU (models move between machines)."""
+    try:
+        return resolve_device(fitted)
+    except ValueError:
+        return torch.device("cpu")

@@ -1,0 +1,140 @@
+"""Polynomial terms: their powers, their names and their expansion with torch.
+
+The order of the terms is the order of :class:`sklearn.preprocessing.PolynomialFeatures`
+with ``include_bias=False``: by degree, then lexicographically by the features involved.
+"""
+
+from itertools import chain, combinations, combinations_with_replacement
+from math import comb
+
+import numpy as np
+import torch
+
+
+def n_terms(n_features, min_degree, max_degree, interaction_only):
+    """Number of monomials of degree ``max(min_degree, 1)..max_degree``, without building them."""
+    start = max(min_degree, 1)
+    if interaction_only:
+        return sum(comb(n_features, d) for d in range(start, max_degree + 1))
+    return sum(comb(n_features + d - 1, d) for d in range(start, max_degree + 1))
+
+
+def monomial_powers(n_features, min_degree, max_degree, interaction_only):
+    """Exponents of every term, shape ``(n_terms, n_features)``, in PolynomialFeatures order."""
+    pick = combinations if interaction_only else combinations_with_replacement
+    combos = chain.from_iterable(
+        pick(range(n_features), d) for d in range(max(min_degree, 1), max_degree + 1)
+    )
+    rows = [np.bincount(np.asarray(c, dtype=np.intp), minlength=n_features) for c in combos]
+    if not rows:
+        return np.zeros((0, n_features), dtype=np.int64)
+    return np.vstack(rows).astype(np.int64)
+
+
+def term_names(powers, input_features):
+    """Names such as ``'x0^2 x1'``, exactly as PolynomialFeatures writes them."""
+    names = []
+    for row in powers:
+        parts = []
+        for name, p in zip(input_features, row):
+            if p == 1:
+                parts.append(str(name))
+            elif p > 1:
+                parts.append(f"{name}^{p}")
+        names.append(" ".join(parts) if parts else "1")
+    return np.asarray(names, dtype=object)
+
+
+class Expansion:
+    """Computes the terms of a degree range from an input batch, one product per term.
+
+    Each term of degree ``k >= 2`` is a term of degree ``k - 1`` (its *parent*) times one input
+    column, so a whole degree is computed with one gather and one multiply. The plan is built
+    once and reused for every chunk; when ``min_degree > 1`` the lower degrees are computed as
+    parents and dropped.
+    """
+
+    def __init__(self, n_features, min_degree, max_degree, interaction_only):
+        full = monomial_powers(n_features, 1, max_degree, interaction_only)
+        degrees = full.sum(axis=1)
+        index = {tuple(row): i for i, row in enumerate(full)}
+        self.n_full = full.shape[0]
+        self.levels = []  # (term indices, parent indices or None, input column indices)
+        for d in range(1, max_degree + 1):
+            idx = np.flatnonzero(degrees == d)
+            if idx.size == 0:
+                continue
+            feats = np.array([np.flatnonzero(full[i])[-1] for i in idx], dtype=np.int64)
+            parents = None
+            if d > 1:
+                parents = np.empty_like(idx)
+                for k, (i, j) in enumerate(zip(idx, feats)):
+                    parent = full[i].copy()
+                    parent[j] -= 1
+                    parents[k] = index[tuple(parent)]
+            self.levels.append((idx, parents, feats))
+        keep = np.flatnonzero(degrees >= max(min_degree, 1))
+        self.select = None if keep.size == self.n_full else keep
+        self.n_terms = keep.size
+        self._on_device = {}
+
+    def _plan(self, device):
+        key = str(device)
+        if key not in self._on_device:
+            as_t = lambda a: None if a is None else torch.as_tensor(a, device=device)  # noqa: E731
+            self._on_device[key] = (
+                [(as_t(i), as_t(p), as_t(f)) for i, p, f in self.levels],
+                as_t(self.select),
+            )
+        return self._on_device[key]
+
+    def __call__(self, Z):
+        """Expand ``Z`` of shape ``(n, n_features)`` into ``(n, n_terms)`` on Z's device."""
+        levels, select = self._plan(Z.device)
+        out = Z.new_empty((Z.shape[0], self.n_full))
+        for idx, par, feats in levels:
+            if par is None:
+                out[:, idx] = Z[:, feats]
+            else:
+                out[:, idx] = out[:, par] * Z[:, feats]
+        return out if select is None else out[:, select]
+
+    def __getstate__(self):
+        return {**self.__dict__, "_on_device": {}}
+
+
+def binomial_basis_change(powers, offset, scale):
+    """Matrix ``T`` mapping coefficients in ``z = (x - offset) / scale`` to the raw ``x`` basis.
+
+    Rows and columns are ``[intercept, *terms]``. A term ``z^a`` expands by the binomial theorem
+    into the raw monomials ``x^b`` with ``b <= a``; every such ``b`` must be a term (or the
+    intercept), which holds when ``offset`` is zero or the term set is closed downwards.
+    """
+    powers = np.asarray(powers, dtype=np.int64)
+    n_terms, n_features = powers.shape
+    full = np.vstack([np.zeros((1, n_features), dtype=np.int64), powers])
+    index = {tuple(row): i for i, row in enumerate(full)}
+    T = np.zeros((n_terms + 1, n_terms + 1))
+    centred = set(np.flatnonzero(np.asarray(offset) != 0).tolist())
+    for col, a in enumerate(full):
+        base = float(np.prod(scale ** (-a.astype(float))))
+        # Enumerate every b <= a over the centred features only; the others keep b_j = a_j.
+        ranges = [range(a[j] + 1) if j in centred else (a[j],) for j in range(n_features)]
+        for b in _product(ranges):
+            b = np.asarray(b, dtype=np.int64)
+            k = a - b
+            factor = base
+            for j in np.flatnonzero(k):
+                factor *= comb(int(a[j]), int(b[j])) * (-offset[j]) ** int(k[j])
+            row = index.get(tuple(b))
+            if row is None:
+                raise ValueError(f"term {tuple(b)} is not representable; centring is not allowed")
+            T[row, col] += factor
+    return T
+
+
+def _product(ranges):
+    result = [()]
+    for r in ranges:
+        result = [prefix + (v,) for prefix in result for v in r]
+    return result
