@@ -19,12 +19,14 @@ from sklearn.utils.validation import (
 )
 
 from ._conditioning import ChunkedQR, Whitening, input_scaling, raw_coefficients, target_scaling
+from . import _dask
 from ._device import prediction_device, resolve_device
 from ._features import Expansion, monomial_powers, n_terms, term_names
 from ._losses import LOSSES, resolve_loss
 from ._objective import RowObjective, StatsObjective, _Penalty
 from ._optim import make_optimizer, resolve_optimizer
 from ._train import train
+from ._persistence import check_state_version
 from ._version import __version__
 
 # Row chunks are sized so one expanded chunk takes about this many bytes on the device.
@@ -289,42 +291,38 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
             return terms
         return torch.cat([torch.ones_like(terms[:, :1]), terms], dim=1)
 
-    def _setup(self, X, y, sample_weight, previous=None):
-        """Everything fixed before the statistics: terms, device, input and target scaling."""
+    def _scaling(self, X, y, sample_weight):
+        """Input and target offsets/scales from in-memory data (see ``_conditioning``)."""
+        if not self.conditioning:
+            return {
+                "x_offset": np.zeros(X.shape[1]), "x_scale": np.ones(X.shape[1]),
+                "y_offset": np.zeros(y.shape[1]), "y_scale": np.ones(y.shape[1]),
+            }
+        # Centring keeps the raw basis only when every lower-degree term exists.
+        centre = self.fit_intercept and self._degree_range()[0] <= 1
+        # Zero-weight rows must not change the basis: they are as good as absent.
+        x_offset, x_scale = input_scaling(X[sample_weight > 0], centre)
+        y_offset, y_scale = target_scaling(y, sample_weight, self.fit_intercept)
+        return {"x_offset": x_offset, "x_scale": x_scale, "y_offset": y_offset, "y_scale": y_scale}
+
+    def _setup(self, n_features, n_outputs, scaling):
+        """Everything fixed before the statistics: terms, device, dtype, scalings as tensors."""
         lo, hi = self._degree_range()
         device = resolve_device(self.device)
-        self._check_size(X.shape[1], y.shape[1], device)
+        self._check_size(n_features, n_outputs, device)
         dtype = _DTYPES[self.dtype]
         if device.type == "mps" and dtype == torch.float64:
             raise ValueError("device='mps' does not support float64; pass dtype='float32'.")
-        powers = monomial_powers(X.shape[1], lo, hi, self.interaction_only)
-        if previous is not None:
-            x_offset, x_scale = previous["x_offset"], previous["x_scale"]
-            y_offset, y_scale = previous["y_offset"], previous["y_scale"]
-        elif self.conditioning:
-            # Centring keeps the raw basis only when every lower-degree term exists.
-            centre = self.fit_intercept and lo <= 1
-            # Zero-weight rows must not change the basis: they are as good as absent.
-            x_offset, x_scale = input_scaling(X[sample_weight > 0], centre)
-            y_offset, y_scale = target_scaling(y, sample_weight, self.fit_intercept)
-        else:
-            x_offset, x_scale = np.zeros(X.shape[1]), np.ones(X.shape[1])
-            y_offset, y_scale = np.zeros(y.shape[1]), np.ones(y.shape[1])
-        as_t = lambda a: torch.as_tensor(a, dtype=dtype, device=device)  # noqa: E731
-        return {
+        setup = {
             "device": device,
             "dtype": dtype,
-            "powers": powers,
-            "expansion": Expansion(X.shape[1], lo, hi, self.interaction_only),
-            "x_offset": x_offset,
-            "x_scale": x_scale,
-            "y_offset": y_offset,
-            "y_scale": y_scale,
-            "x_offset_t": as_t(x_offset),
-            "x_scale_t": as_t(x_scale),
-            "y_offset_t": as_t(y_offset),
-            "y_scale_t": as_t(y_scale),
+            "powers": monomial_powers(n_features, lo, hi, self.interaction_only),
+            "expansion": Expansion(n_features, lo, hi, self.interaction_only),
+            **scaling,
         }
+        for key in ("x_offset", "x_scale", "y_offset", "y_scale"):
+            setup[key + "_t"] = torch.as_tensor(scaling[key], dtype=dtype, device=device)
+        return setup
 
     def _accumulate(self, X, y, sample_weight, setup, qr=None):
         """One chunked pass: the QR factor of ``sqrt(w) * [D, t]`` (rows never all held)."""
@@ -392,9 +390,9 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
             (rank, y.shape[1]), chunks,
         )
 
-    def _initial_params(self, whitening, setup, n_outputs):
+    def _initial_params(self, whitening, setup, n_outputs, warm):
         V = torch.zeros((whitening.rank, n_outputs), dtype=setup["dtype"], device=setup["device"])
-        if self.warm_start and hasattr(self, "_theta") and self._theta.shape[1] == n_outputs:
+        if warm and hasattr(self, "_theta") and self._theta.shape[1] == n_outputs:
             theta_t = (self._theta - _intercept_row(setup["y_offset"], self.fit_intercept, self._theta.shape[0])) / setup["y_scale"]
             V = whitening.to_params(torch.as_tensor(theta_t, dtype=setup["dtype"], device=setup["device"]))
         return V.requires_grad_(True)
@@ -420,26 +418,26 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
             The fitted estimator.
         """
         with _restore_on_error(self):
+            if _dask.is_dask_collection(X):
+                _dask.fit(self, X, y, sample_weight)
+                return self
             warm = self.warm_start and hasattr(self, "_theta")
             X, y = validate_data(
                 self, X, y, multi_output=True, y_numeric=True, dtype=[np.float64, np.float32],
                 reset=not warm,
             )
-            y2 = _as_2d(y, self)
+            y2 = self._check_outputs(y, reset=not warm)
             sample_weight = _weights(sample_weight, X)
-            previous = self._scaling_state() if warm and self._scaling_state() is not None else None
-            if previous is not None and y2.shape[1] != self._theta.shape[1]:
-                previous = None
-            self._fit_full(X, y2, sample_weight, previous)
+            scaling = self._partial["scaling"] if warm else self._scaling(X, y2, sample_weight)
+            self._fit_arrays(X, y2, sample_weight, scaling)
         return self
 
-    def _fit_full(self, X, y, sample_weight, previous):
+    def _fit_arrays(self, X, y, sample_weight, scaling):
+        """The in-memory (NumPy) fit: one chunked pass for the statistics, then the loop."""
         loss_name, loss_fn = resolve_loss(self.loss, self.epsilon)
-        optimizer_class = resolve_optimizer(self.optimizer)
-        setup = self._setup(X, y, sample_weight, previous)
-        rng = check_random_state(self.random_state)
-        generator = torch.Generator().manual_seed(int(rng.randint(np.iinfo(np.int32).max)))
-        validation = None
+        setup = self._setup(X.shape[1], y.shape[1], scaling)
+        generator = self._generator()
+        make_validation = None
         if self.early_stopping:
             n_val = max(1, int(round(self.validation_fraction * X.shape[0])))
             if X.shape[0] - n_val < 1:
@@ -452,33 +450,152 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
             val, tr = np.sort(perm[:n_val]), np.sort(perm[n_val:])
             X_val, y_val, w_val = X[val], y[val], sample_weight[val]
             X, y, sample_weight = X[tr], y[tr], sample_weight[tr]
-        weight_sum = float(sample_weight.sum())
+
+            def make_validation(whitening):
+                return self._validation_scorer(X_val, y_val, w_val, setup, whitening)
+
+        make_rows = None
+        if not self._stats_mode(loss_name):
+
+            def make_rows(whitening, penalty):
+                return self._row_objective(loss_fn, X, y, sample_weight, setup, whitening, penalty)
+
         qr = self._accumulate(X, y, sample_weight, setup)
+        self._solve(
+            qr.R, float(sample_weight.sum()), setup, make_rows=make_rows,
+            make_validation=make_validation, n_rows=X.shape[0], generator=generator,
+        )
+
+    def _stats_mode(self, loss_name):
+        return loss_name == "squared_error" and self.batch_size is None and self.conditioning
+
+    def _generator(self):
+        rng = check_random_state(self.random_state)
+        return torch.Generator().manual_seed(int(rng.randint(np.iinfo(np.int32).max)))
+
+    def _solve(
+        self, R_aug, weight_sum, setup, *, make_rows=None, make_validation=None, n_rows=None,
+        generator=None, max_iter=None, optimizer_state=None, warn=True, warm=None,
+    ):
+        """Whiten, run the optimizer loop and publish the result.
+
+        ``R_aug`` is the triangular factor of ``sqrt(w) * [D, t]`` summed over all rows (from
+        :meth:`_accumulate`, a Dask reduction, or earlier ``partial_fit`` calls). The squared
+        error is minimized from it directly; ``make_rows(whitening, penalty)`` supplies a
+        row-wise objective for other losses and mini-batches.
+        """
+        qr = ChunkedQR()
+        qr.R = R_aug
         whitening = self._whitening(qr, weight_sum, setup)
         penalty = self._penalty(whitening, setup, weight_sum)
-        stats_mode = loss_name == "squared_error" and self.batch_size is None and self.conditioning
-        if stats_mode:
+        if make_rows is None:
             objective = StatsObjective(whitening, setup["y_scale_t"], penalty)
         else:
-            objective = self._row_objective(loss_fn, X, y, sample_weight, setup, whitening, penalty)
-        if self.early_stopping:
-            validation = self._validation_scorer(X_val, y_val, w_val, setup, whitening)
-        V = self._initial_params(whitening, setup, y.shape[1])
+            objective = make_rows(whitening, penalty)
+        validation = make_validation(whitening) if make_validation is not None else None
+        warm = self.warm_start if warm is None else warm
+        V = self._initial_params(whitening, setup, setup["y_offset"].shape[0], warm)
+        optimizer_class = resolve_optimizer(self.optimizer)
         optimizer = make_optimizer(optimizer_class, [V], self.lr, self.optimizer_kwargs)
+        if optimizer_state is not None:
+            optimizer.load_state_dict(_state_to_torch(optimizer_state, setup["device"]))
         result = train(
-            V, objective, optimizer, lr=self.lr, max_iter=self.max_iter, tol=self.tol,
-            n_iter_no_change=self.n_iter_no_change, batch_size=self.batch_size,
-            n_rows=X.shape[0], generator=generator, validation=validation,
-            verbose=self.verbose, loss_scale=objective.J0,
+            V, objective, optimizer, lr=self.lr, max_iter=max_iter or self.max_iter,
+            tol=self.tol, n_iter_no_change=self.n_iter_no_change,
+            batch_size=None if make_rows is None else self.batch_size, n_rows=n_rows,
+            generator=generator, validation=validation, verbose=self.verbose,
+            loss_scale=objective.J0,
         )
-        self._store(result, whitening, setup, qr=qr if stats_mode else None, weight_sum=weight_sum)
-        if not result.converged:
+        self._store(result, whitening, setup)
+        self._partial = {
+            "R": R_aug.detach().cpu().numpy(),
+            "weight_sum": weight_sum,
+            "scaling": {k: setup[k] for k in ("x_offset", "x_scale", "y_offset", "y_scale")},
+            "optimizer_state": _state_to_numpy(optimizer.state_dict()),
+        }
+        if warn and not result.converged:
             warnings.warn(
                 f"TorchPolyRegressor stopped at max_iter={self.max_iter} before converging "
                 f"(tol={self.tol:g}, optimizer={optimizer_class.__name__}, lr={self.lr:g}). "
                 "Increase max_iter, raise lr, or use the default optimizer='lbfgs'.",
                 ConvergenceWarning,
             )
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, sample_weight=None):
+        """Update the model with one more batch of rows.
+
+        For the squared error on full batches (the default), the batch is added to the exact
+        sufficient statistics of every row seen so far and the optimizer is run to convergence
+        from the current coefficients: after ``partial_fit`` over all chunks of a dataset the
+        model equals ``fit`` on the whole of it. For other losses or with ``batch_size``, it
+        takes one epoch of optimizer steps over the batch (mini-batches of ``batch_size`` rows,
+        or one full-batch step), keeping the optimizer's state between calls. The input scaling
+        and, for those losses, the whitening are fixed by the first call.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            A batch of inputs.
+        y : array-like of shape (n_samples,) or (n_samples, n_targets)
+            Its targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights of the batch's rows.
+
+        Returns
+        -------
+        self : TorchPolyRegressor
+            The updated estimator.
+        """
+        with _restore_on_error(self):
+            first = not hasattr(self, "_partial")
+            X, y = validate_data(
+                self, X, y, multi_output=True, y_numeric=True, dtype=[np.float64, np.float32],
+                reset=first,
+            )
+            y2 = self._check_outputs(y, reset=first)
+            sample_weight = _weights(sample_weight, X)
+            if first:
+                scaling = self._scaling(X, y2, sample_weight)
+                state = {"R": None, "weight_sum": 0.0, "scaling": scaling}
+            else:
+                state = self._partial
+            loss_name, loss_fn = resolve_loss(self.loss, self.epsilon)
+            setup = self._setup(X.shape[1], y2.shape[1], state["scaling"])
+            qr = ChunkedQR()
+            if self._stats_mode(loss_name) or first:
+                if state["R"] is not None:
+                    qr.R = torch.as_tensor(state["R"], dtype=setup["dtype"], device=setup["device"])
+                qr = self._accumulate(X, y2, sample_weight, setup, qr)
+                weight_sum = state["weight_sum"] + float(sample_weight.sum())
+            else:
+                qr.R = torch.as_tensor(state["R"], dtype=setup["dtype"], device=setup["device"])
+                weight_sum = state["weight_sum"]
+            if self._stats_mode(loss_name):
+                self._solve(qr.R, weight_sum, setup, warm=True)
+                return self
+
+            def make_rows(whitening, penalty):
+                return self._row_objective(loss_fn, X, y2, sample_weight, setup, whitening, penalty)
+
+            self._solve(
+                qr.R, weight_sum, setup, make_rows=make_rows, n_rows=X.shape[0],
+                generator=self._generator(), max_iter=1, warn=False, warm=True,
+                optimizer_state=None if first else state.get("optimizer_state"),
+            )
+        return self
+
+    def _check_outputs(self, y, reset):
+        """2-D targets; on an update, the number of outputs must match the fitted one."""
+        y2 = y.reshape(-1, 1) if y.ndim == 1 else y
+        if not reset and hasattr(self, "_theta") and y2.shape[1] != self._theta.shape[1]:
+            raise ValueError(
+                f"y has {y2.shape[1]} output(s) but the estimator was fitted with "
+                f"{self._theta.shape[1]}; pass y with {self._theta.shape[1]} column(s) or refit."
+            )
+        if reset:
+            self._y_ndim = y.ndim
+        return y2
 
     def _validation_scorer(self, X, y, w, setup, whitening):
         B = self._design(X, setup) @ whitening.M
@@ -494,7 +611,7 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
 
         return score
 
-    def _store(self, result, whitening, setup, qr=None, weight_sum=None):
+    def _store(self, result, whitening, setup):
         """Publish the fitted state as CPU NumPy arrays (only after the fit succeeded)."""
         V = result.V.detach()
         theta_t = (whitening.M @ V).cpu().to(torch.float64).numpy()
@@ -524,16 +641,6 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         self._x_offset, self._x_scale = setup["x_offset"], setup["x_scale"]
         self._y_offset, self._y_scale = setup["y_offset"], setup["y_scale"]
         self._autopoly_version = __version__
-
-    def _scaling_state(self):
-        if not hasattr(self, "_x_offset"):
-            return None
-        return {
-            "x_offset": self._x_offset,
-            "x_scale": self._x_scale,
-            "y_offset": self._y_offset,
-            "y_scale": self._y_scale,
-        }
 
     def predict(self, X):
         """Predict with the fitted polynomial.
@@ -588,6 +695,10 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         names = _check_feature_names_in(self, input_features)
         return term_names(self.powers_, names)
 
+    def __setstate__(self, state):
+        check_state_version(state)
+        super().__setstate__(state)
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
@@ -598,11 +709,6 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
 def _tensor(array, setup):
     # A copy: inputs may be read-only memory maps, which torch refuses to wrap.
     return torch.tensor(np.asarray(array), dtype=setup["dtype"], device=setup["device"])
-
-
-def _as_2d(y, est):
-    est._y_ndim = y.ndim
-    return y.reshape(-1, 1) if y.ndim == 1 else y
 
 
 def _weights(sample_weight, X):
@@ -617,6 +723,28 @@ def _intercept_row(y_offset, fit_intercept, n_rows):
     if fit_intercept:
         shift[0] = y_offset
     return shift
+
+
+def _state_to_numpy(obj):
+    """An optimizer state with NumPy arrays for tensors: it pickles, and skops can load it."""
+    if torch.is_tensor(obj):
+        return obj.detach().cpu().numpy()
+    if isinstance(obj, dict):
+        return {k: _state_to_numpy(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_state_to_numpy(v) for v in obj]
+    return obj
+
+
+def _state_to_torch(obj, device):
+    """Inverse of :func:`_state_to_numpy`, onto ``device``."""
+    if isinstance(obj, np.ndarray):
+        return torch.as_tensor(obj, device=device)
+    if isinstance(obj, dict):
+        return {k: _state_to_torch(v, device) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_state_to_torch(v, device) for v in obj]
+    return obj
 
 
 def _available_memory(device):
