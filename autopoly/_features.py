@@ -82,22 +82,34 @@ class Expansion:
         key = str(device)
         if key not in self._on_device:
             as_t = lambda a: None if a is None else torch.as_tensor(a, device=device)  # noqa: E731
+            # Terms of one degree are contiguous in this order, so each level is a slice.
             self._on_device[key] = (
-                [(as_t(i), as_t(p), as_t(f)) for i, p, f in self.levels],
+                [(int(i[0]), int(i[-1]) + 1, as_t(p), as_t(f)) for i, p, f in self.levels],
                 as_t(self.select),
             )
         return self._on_device[key]
 
+    def fill(self, ZT, out):
+        """Write the terms of ``ZT`` (``(n_features, n)``) into the rows of ``out`` (``(n_terms, n)``).
+
+        Working on transposed, row-contiguous buffers keeps every gather a copy of whole rows,
+        and ``out.T`` is then a column-major ``(n, n_terms)`` matrix, as LAPACK wants it.
+        """
+        levels, select = self._plan(ZT.device)
+        full = out if select is None else ZT.new_empty((self.n_full, ZT.shape[1]))
+        for start, stop, par, feats in levels:
+            if par is None:
+                full[start:stop] = ZT[feats]
+            else:
+                torch.mul(full.index_select(0, par), ZT.index_select(0, feats), out=full[start:stop])
+        if select is not None:
+            torch.index_select(full, 0, select, out=out)
+        return out
+
     def __call__(self, Z):
         """Expand ``Z`` of shape ``(n, n_features)`` into ``(n, n_terms)`` on Z's device."""
-        levels, select = self._plan(Z.device)
-        out = Z.new_empty((Z.shape[0], self.n_full))
-        for idx, par, feats in levels:
-            if par is None:
-                out[:, idx] = Z[:, feats]
-            else:
-                out[:, idx] = out[:, par] * Z[:, feats]
-        return out if select is None else out[:, select]
+        out = Z.new_empty((self.n_terms, Z.shape[0]))
+        return self.fill(Z.T.contiguous(), out).T
 
     def __getstate__(self):
         return {**self.__dict__, "_on_device": {}}

@@ -1,8 +1,10 @@
 """The data-fit losses, written with torch so that autograd differentiates them.
 
-Every loss takes ``(y_pred, y_true, sample_weight)`` with predictions and targets of shape
-``(n_samples, n_outputs)`` and weights of shape ``(n_samples,)``, and returns the weighted mean
-over samples, averaged over outputs, as a scalar tensor.
+The built-in losses take ``(y_pred, y_true, sample_weight)`` with predictions and targets of
+shape ``(n_samples, n_outputs)`` and weights of shape ``(n_samples,)``, and return the weighted
+mean over samples of each output, shape ``(n_outputs,)``: outputs are fitted independently, and
+the reported loss is their mean (sklearn's multi-output convention). A user's callable returns
+one scalar for all outputs.
 """
 
 import torch
@@ -11,8 +13,7 @@ LOSSES = ("squared_error", "huber", "absolute_error")
 
 
 def _weighted_mean(per_element, sample_weight):
-    # Weighted over rows, plain mean over outputs: sklearn's multi-output convention.
-    return (sample_weight @ per_element).mean() / sample_weight.sum()
+    return (sample_weight @ per_element) / sample_weight.sum()
 
 
 def squared_error(y_pred, y_true, sample_weight):
@@ -36,9 +37,12 @@ def huber(y_pred, y_true, sample_weight, epsilon):
 
 
 def resolve_loss(loss, epsilon):
-    """Return ``(name, function)`` for the ``loss`` parameter (a name or a callable)."""
+    """Return ``(name, function)`` for the ``loss`` parameter (a name or a callable).
+
+    The function returns per-output losses, shape ``(n_outputs,)``, or ``(1,)`` for a callable.
+    """
     if callable(loss):
-        return "callable", loss
+        return "callable", lambda y_pred, y_true, sw: loss(y_pred, y_true, sw).reshape(1)
     if loss == "squared_error":
         return loss, squared_error
     if loss == "absolute_error":

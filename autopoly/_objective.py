@@ -1,9 +1,12 @@
 """The objective the optimizer minimizes, as a function of the whitened parameters ``V``.
 
-``J(V) = loss(y_hat, y, w) + alpha / sum(w) * mean_k((1 - l1_ratio) * ||b_k||**2
-+ l1_ratio * ||b_k||_1)`` where ``b_k`` are the raw-basis coefficients of output ``k`` (the
-intercept is never penalized). The optimizer sees ``J / J0``, with ``J0`` the objective of the
-constant model, so that learning rates mean the same thing whatever the units of ``y``.
+For output ``k``, ``J_k(V) = loss_k(y_hat, y, w) + alpha / sum(w) * ((1 - l1_ratio) *
+||b_k||**2 + l1_ratio * ||b_k||_1)`` where ``b_k`` are the raw-basis coefficients of output
+``k`` (the intercept is never penalized); the reported objective is ``mean_k J_k``. The outputs
+are independent problems, so the optimizer sees ``sum_k J_k / J_k(0)``, each output divided by
+the objective of its constant model: learning rates then mean the same thing whatever the units
+of ``y``, and for the squared error the Hessian is exactly twice the identity. (A user's loss
+callable returns one number for all outputs, which is divided by its value at the start.)
 
 Two forms exist. :class:`StatsObjective` is for the squared error on full batches: the loss is
 the exact quadratic ``mean_k y_scale_k**2 * (||V_k - C_k||**2 + resid_k)`` built from the
@@ -25,26 +28,41 @@ class _Penalty:
         self.weight_sum = weight_sum
 
     def __call__(self, V):
+        """Per-output penalty, shape ``(n_outputs,)``."""
         if not self.active:
-            return V.new_zeros(())
+            return V.new_zeros(V.shape[1])
         beta = (self.coef_map @ V) * self.y_scale
         per_output = (1 - self.l1_ratio) * (beta * beta).sum(0) + self.l1_ratio * beta.abs().sum(0)
-        return self.alpha / self.weight_sum * per_output.mean()
+        return self.alpha / self.weight_sum * per_output
 
 
 class _Objective:
-    """Shared part: normalization by ``J0`` and the evaluate-and-backward call."""
+    """Shared part: per-output normalization and the evaluate-and-backward call.
+
+    ``value(V, rows)`` returns the per-output objective in the user's units, shape
+    ``(n_outputs,)`` (or ``(1,)`` for a callable loss).
+    """
 
     def _finish_init(self, V_shape, device, dtype):
         with torch.no_grad():
-            j0 = float(self.value(torch.zeros(V_shape, device=device, dtype=dtype)))
-        self.J0 = j0 if j0 > 0 and j0 == j0 and j0 != float("inf") else 1.0
+            j0 = self.value(torch.zeros(V_shape, device=device, dtype=dtype))
+        ok = torch.isfinite(j0) & (j0 > 0)
+        self.J0 = torch.where(ok, j0, torch.ones_like(j0))
+
+    def normalized(self, per_output):
+        return (per_output / self.J0).sum()
+
+    def user_units(self, per_output):
+        return float(per_output.detach().mean())
 
     def evaluate(self, V, rows=None):
-        """Normalized objective at ``V`` (on all rows or the given row indices); fills ``V.grad``."""
-        value = self.value(V, rows) / self.J0
-        value.backward()
-        return value.detach()
+        """Normalized objective at ``V`` (all rows or the given row indices); fills ``V.grad``.
+
+        Returns ``(normalized value, objective in the user's units)``.
+        """
+        per_output = self.value(V, rows)
+        self.normalized(per_output).backward()
+        return self.normalized(per_output.detach()), self.user_units(per_output)
 
 
 class StatsObjective(_Objective):
@@ -59,8 +77,7 @@ class StatsObjective(_Objective):
 
     def value(self, V, rows=None):
         diff = V - self.C
-        loss = (self.y_scale2 * ((diff * diff).sum(0) + self.resid)).mean()
-        return loss + self.penalty(V)
+        return self.y_scale2 * ((diff * diff).sum(0) + self.resid) + self.penalty(V)
 
 
 class RowObjective(_Objective):
@@ -88,25 +105,31 @@ class RowObjective(_Objective):
             return self.loss_fn(y_hat, self.y, self.w)
         return self.loss_fn(y_hat, self.y[rows], self.w[rows])
 
+    def _with_penalty(self, loss, V):
+        pen = self.penalty(V)
+        # A callable loss gives one number for all outputs: add the outputs' mean penalty.
+        return loss + (pen if loss.numel() == pen.numel() else pen.mean())
+
     def value(self, V, rows=None):
         if rows is None and self.chunks is not None:
             total = self.w.sum()
             loss = sum(self.w[c].sum() / total * self._loss(V, c) for c in self.chunks)
         else:
             loss = self._loss(V, rows)
-        return loss + self.penalty(V)
+        return self._with_penalty(loss, V)
 
     def evaluate(self, V, rows=None):
         if rows is not None or self.chunks is None:
             return super().evaluate(V, rows)
         # Backward chunk by chunk so that only one chunk's graph is alive at a time.
         total = self.w.sum()
-        value = 0.0
+        loss = 0.0
         for c in self.chunks:
-            part = self.w[c].sum() / total * self._loss(V, c) / self.J0
-            part.backward()
-            value += part.detach()
-        pen = self.penalty(V) / self.J0
+            part = self.w[c].sum() / total * self._loss(V, c)
+            self.normalized(part).backward()
+            loss = loss + part.detach()
+        pen = self.penalty(V)
         if pen.requires_grad:
-            pen.backward()
-        return value + pen.detach()
+            self.normalized(self._with_penalty(torch.zeros_like(loss), V)).backward()
+        per_output = self._with_penalty(loss, V.detach())
+        return self.normalized(per_output), self.user_units(per_output)

@@ -282,14 +282,21 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         step = max(1, CHUNK_BYTES // max(1, n_cols * itemsize))
         return [slice(i, min(i + step, n_rows)) for i in range(0, n_rows, step)]
 
-    def _design(self, X_rows, setup):
-        """``[1, monomials(z)]`` (or the monomials alone) for raw rows, on the fit device."""
+    def _design(self, X_rows, setup, extra_rows=0):
+        """``[1, monomials(z)]`` (or the monomials alone) for raw rows, on the fit device.
+
+        Returned as a column-major ``(n, n_design)`` view of a ``(n_design + extra_rows, n)``
+        buffer; the caller may fill the ``extra_rows`` (e.g. with targets) and use ``.T``.
+        """
         X_t = _tensor(X_rows, setup)
-        Z = (X_t - setup["x_offset_t"]) / setup["x_scale_t"]
-        terms = setup["expansion"](Z)
-        if not self.fit_intercept:
-            return terms
-        return torch.cat([torch.ones_like(terms[:, :1]), terms], dim=1)
+        ZT = ((X_t - setup["x_offset_t"]) / setup["x_scale_t"]).T.contiguous()
+        first = int(self.fit_intercept)
+        n_terms = setup["expansion"].n_terms
+        buf = ZT.new_empty((first + n_terms + extra_rows, ZT.shape[1]))
+        if first:
+            buf[0] = 1.0
+        setup["expansion"].fill(ZT, buf[first : first + n_terms])
+        return buf[: first + n_terms].T if extra_rows == 0 else buf
 
     def _scaling(self, X, y, sample_weight):
         """Input and target offsets/scales from in-memory data (see ``_conditioning``)."""
@@ -330,11 +337,10 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         n_design = setup["powers"].shape[0] + int(self.fit_intercept)
         itemsize = torch.empty((), dtype=setup["dtype"]).element_size()
         for rows in self._chunks(X.shape[0], n_design + y.shape[1], itemsize):
-            D = self._design(X[rows], setup)
-            t = _tensor(y[rows], setup) - setup["y_offset_t"]
-            t = t / setup["y_scale_t"]
-            root_w = _tensor(sample_weight[rows], setup).sqrt()
-            qr.update(root_w[:, None] * torch.cat([D, t], dim=1))
+            buf = self._design(X[rows], setup, extra_rows=y.shape[1])
+            buf[n_design:] = ((_tensor(y[rows], setup) - setup["y_offset_t"]) / setup["y_scale_t"]).T
+            buf *= _tensor(sample_weight[rows], setup).sqrt()
+            qr.update(buf.T)
         return qr
 
     def _whitening(self, qr, weight_sum, setup):
@@ -504,7 +510,6 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
             tol=self.tol, n_iter_no_change=self.n_iter_no_change,
             batch_size=None if make_rows is None else self.batch_size, n_rows=n_rows,
             generator=generator, validation=validation, verbose=self.verbose,
-            loss_scale=objective.J0,
         )
         self._store(result, whitening, setup)
         self._partial = {

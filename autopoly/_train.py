@@ -58,7 +58,6 @@ def train(
     generator=None,
     validation=None,
     verbose=0,
-    loss_scale=1.0,
 ):
     """Run up to ``max_iter`` iterations (full-batch steps, or epochs of mini-batches).
 
@@ -68,11 +67,13 @@ def train(
     With ``validation`` (a callable ``V -> R^2``), the fit stops when the validation score has
     not improved by ``tol`` for ``n_iter_no_change`` epochs and the best parameters are restored.
 
-    ``loss_scale`` converts the normalized objective back to the user's units for the curves.
+    Convergence is judged on the normalized objective (see ``_objective``); the loss curve and
+    the best loss are recorded in the user's units.
     """
     result = TrainResult(V=V, n_iter=0, converged=False)
     best_V = V.detach().clone()
     best = math.inf
+    best_user = math.inf
     stall = 0
     bar = _progress(verbose, max_iter)
     start = time.perf_counter()
@@ -83,30 +84,37 @@ def train(
 
             def closure():
                 optimizer.zero_grad()
-                value = objective.evaluate(V)
+                value, user = objective.evaluate(V)
                 if not first:
-                    first.append((float(value), float(V.grad.abs().max()) if V.numel() else 0.0))
+                    grad_max = float(V.grad.abs().max()) if V.numel() else 0.0
+                    first.append((float(value), user, grad_max))
                 return value
 
             optimizer.step(closure)
-            loss, grad_max = first[0]
+            loss, user, grad_max = first[0]
         else:
             order = torch.randperm(n_rows, generator=generator).to(V.device)
-            total = 0.0
+            total = total_user = 0.0
             for batch in torch.split(order, batch_size):
+                seen = []
 
-                def closure(batch=batch):
+                def closure(batch=batch, seen=seen):
                     optimizer.zero_grad()
-                    return objective.evaluate(V, batch)
+                    value, user = objective.evaluate(V, batch)
+                    seen.append((float(value), user))
+                    return value
 
-                total += float(optimizer.step(closure)) * len(batch)
-            loss, grad_max = total / n_rows, math.inf
+                optimizer.step(closure)
+                total += seen[0][0] * len(batch)
+                total_user += seen[0][1] * len(batch)
+            loss, user, grad_max = total / n_rows, total_user / n_rows, math.inf
         result.n_iter = it
         if not math.isfinite(loss):
             raise _diverged("loss", it, optimizer, lr)
         if not torch.isfinite(V).all():
             raise _diverged("parameters", it, optimizer, lr)
-        result.loss_curve.append(loss * loss_scale)
+        result.loss_curve.append(user)
+        best_user = min(best_user, user)
         if validation is None:
             stall = 0 if loss < best - tol else stall + 1
             if loss < best:
@@ -123,12 +131,12 @@ def train(
                 best_V = V.detach().clone()
         if verbose >= 1 and (it == 1 or it % 10 == 0):
             print(
-                f"Iteration {it}, loss = {loss * loss_scale:.8g}, "
+                f"Iteration {it}, loss = {user:.8g}, "
                 f"elapsed = {time.perf_counter() - start:.2f}s"
             )
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{loss * loss_scale:.4g}")
+            bar.set_postfix(loss=f"{user:.4g}")
         if batch_size is None and grad_max <= tol and validation is None:
             result.converged = True
             break
@@ -140,16 +148,15 @@ def train(
     with torch.no_grad():
         if validation is None and batch_size is None:
             # The last step has not been scored yet; keep it only if it is at least as good.
-            final = _evaluate_no_grad(objective, V)
+            per_output = objective.value(V)
+            final = float(objective.normalized(per_output))
             if math.isfinite(final) and final <= best:
                 best, best_V = final, V.detach().clone()
+                best_user = min(best_user, objective.user_units(per_output))
         V.copy_(best_V)
-    result.best_loss = best * loss_scale
+    result.best_loss = best_user
     if verbose >= 1:
         state = "converged" if result.converged else "stopped at max_iter"
         print(f"{state} after {result.n_iter} iterations, best loss = {result.best_loss:.8g}")
     return result
 
-
-def _evaluate_no_grad(objective, V):
-    return float(objective.value(V) / objective.J0)
