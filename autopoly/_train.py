@@ -7,8 +7,12 @@ from dataclasses import dataclass, field
 import torch
 
 
+# The normalized objective growing this much above its first value counts as divergence.
+DIVERGENCE_FACTOR = 1e6
+
+
 class DivergenceError(FloatingPointError):
-    """The loss or the parameters became non-finite during a fit.
+    """The loss or the parameters became non-finite (or grew a millionfold) during a fit.
 
     The estimator's previous fitted state (if any) is left untouched.
     """
@@ -37,7 +41,7 @@ def _progress(verbose, max_iter):
 
 def _diverged(what, n_iter, optimizer, lr):
     return DivergenceError(
-        f"The {what} became non-finite at iteration {n_iter} with "
+        f"The {what} became non-finite or grew a millionfold at iteration {n_iter} with "
         f"optimizer={type(optimizer).__name__} and lr={lr:g}; the fit was abandoned and the "
         f"estimator's previous state kept. Use a smaller lr (e.g. lr={lr / 10:g}) or the default "
         "optimizer='lbfgs'."
@@ -109,7 +113,10 @@ def train(
                 total_user += seen[0][1] * len(batch)
             loss, user, grad_max = total / n_rows, total_user / n_rows, math.inf
         result.n_iter = it
-        if not math.isfinite(loss):
+        if it == 1:
+            start_loss = loss
+        # A million times worse than where it started is divergence, not a slow start.
+        if not math.isfinite(loss) or loss > DIVERGENCE_FACTOR * max(start_loss, 1e-300):
             raise _diverged("loss", it, optimizer, lr)
         if not torch.isfinite(V).all():
             raise _diverged("parameters", it, optimizer, lr)

@@ -1,0 +1,436 @@
+"""The command line: ``python -m autopoly`` runs the demo, ``python -m autopoly fit`` fits a CSV."""
+
+import argparse
+import csv
+import math
+import os
+import sys
+import time
+import warnings
+
+import numpy as np
+
+from ._losses import LOSSES
+from ._version import __version__
+
+PROG = "python -m autopoly"
+
+# The tutorial's problem: y = x^2 + 2x + 3 sampled at 20 points x ~ 5 N(0, 1).
+DEMO_COEF = {"1": 3.0, "x": 2.0, "x^2": 1.0}
+DEMO_SAMPLES = 20
+DEMO_SCALE = 5.0
+
+
+class InputError(Exception):
+    """A problem with the command's input (file, columns, output name), told to the user as is."""
+
+
+# --------------------------------------------------------------------------------- the demo
+
+
+def demo_data(seed=0):
+    """The tutorial's 20 samples of ``y = x**2 + 2*x + 3`` with ``x ~ 5 N(0, 1)``."""
+    x = DEMO_SCALE * np.random.default_rng(seed).standard_normal(DEMO_SAMPLES)
+    y = DEMO_COEF["x^2"] * x**2 + DEMO_COEF["x"] * x + DEMO_COEF["1"]
+    return x.reshape(-1, 1), y
+
+
+def run_demo(seed=0):
+    """Fit the tutorial's problem and print the true and fitted coefficients and the fit time."""
+    from ._regressor import TorchPolyRegressor
+
+    X, y = demo_data(seed)
+    print(
+        f"autopoly demo: {DEMO_SAMPLES} samples of y = x^2 + 2x + 3 with "
+        f"x ~ {DEMO_SCALE:g} N(0, 1) (seed {seed})."
+    )
+    model = TorchPolyRegressor(degree=2)
+    start = time.perf_counter()
+    model.fit(X, y)
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    model.fit(X, y)
+    second = time.perf_counter() - start
+
+    names = ["1", *model.get_feature_names_out(["x"])]
+    fitted = [model.intercept_, *model.coef_]
+    rows = [(name, f"{DEMO_COEF[name]:g}", f"{value:.8f}") for name, value in zip(names, fitted)]
+    print("\nFitted TorchPolyRegressor(degree=2):\n")
+    _print_table(("term", "true", "fitted"), rows)
+    print(
+        f"\nFit time: {first:.3f} s for the first fit in this process (it includes torch's "
+        f"one-off start-up), {second:.3f} s for a second identical fit; "
+        f"{model.n_iter_} iterations on {model.device_}."
+    )
+    return 0
+
+
+# ------------------------------------------------------------------------------ fit DATA.csv
+
+
+def read_csv(path, target, features=None, sep=","):
+    """Read the target and input columns of a CSV file with a header row, as float arrays.
+
+    Returns ``(X, y, features)``. Raises :class:`InputError` with a message for the user when
+    the file cannot be read, a column is missing, or a used column holds a non-number.
+    """
+    try:
+        handle = open(path, newline="", encoding="utf-8-sig")
+    except OSError as exc:
+        raise InputError(f"cannot read {path!r}: {exc.strerror or exc}.") from exc
+    with handle:
+        reader = csv.reader(handle, delimiter=sep)
+        try:
+            header = [name.strip() for name in next(reader)]
+            records = [(reader.line_num, row) for row in reader if row]
+        except StopIteration:
+            raise InputError(
+                f"{path!r} is empty; expected a header row of column names, then one row per "
+                "sample."
+            ) from None
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise InputError(f"{path!r} is not a readable CSV file: {exc}.") from exc
+
+    duplicated = sorted({name for name in header if header.count(name) > 1})
+    if duplicated:
+        raise InputError(f"{path!r} has duplicated column names: {', '.join(duplicated)}.")
+    _check_columns([target], header, path, "--target")
+    if features is None:
+        features = [name for name in header if name != target]
+        if not features:
+            raise InputError(
+                f"{path!r} has no column besides the target {target!r} to use as an input."
+            )
+    else:
+        _check_columns(features, header, path, "--features")
+        if target in features:
+            raise InputError(f"the target {target!r} cannot also be one of --features.")
+    if not records:
+        raise InputError(f"{path!r} has a header row but no data rows.")
+
+    columns = {}
+    for name in [*features, target]:
+        index = header.index(name)
+        values = np.empty(len(records))
+        for k, (line, row) in enumerate(records):
+            if len(row) != len(header):
+                raise InputError(
+                    f"{path!r} line {line} has {len(row)} fields but the header has "
+                    f"{len(header)}; check the separator (--sep {sep!r})."
+                )
+            values[k] = _number(row[index], name, line, path)
+        columns[name] = values
+    X = np.column_stack([columns[name] for name in features])
+    return X, columns[target], list(features)
+
+
+def _check_columns(names, header, path, option):
+    missing = [name for name in names if name not in header]
+    if missing:
+        listed = ", ".join(repr(name) for name in missing)
+        raise InputError(
+            f"column{'s' if len(missing) > 1 else ''} {listed} ({option}) not found in {path!r}; "
+            f"its columns are: {', '.join(header)}."
+        )
+
+
+def _number(cell, column, line, path):
+    text = cell.strip()
+    if not text:
+        raise InputError(
+            f"column {column!r} of {path!r} has an empty value on line {line}; fill in or drop "
+            "missing values first."
+        )
+    try:
+        value = float(text)
+    except ValueError:
+        raise InputError(
+            f"column {column!r} of {path!r} is not numeric: line {line} has {text!r}. Convert it "
+            "to numbers, or choose numeric input columns with --features."
+        ) from None
+    if not math.isfinite(value):
+        raise InputError(
+            f"column {column!r} of {path!r} has the non-finite value {text!r} on line {line}."
+        )
+    return value
+
+
+def _check_out(out):
+    """Fail before fitting when the model could not be saved where asked."""
+    if out is None:
+        return None
+    folder = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(folder):
+        raise InputError(f"cannot save to {out!r}: the folder {folder!r} does not exist.")
+    if out.endswith(".skops"):
+        try:
+            import skops.io  # noqa: F401
+        except ImportError:
+            raise InputError(
+                f"saving to {out!r} uses the skops format, which needs skops: install it with "
+                "`pip install 'autopoly[skops]'`, or give --out a name ending in .joblib or "
+                ".pkl to save with joblib."
+            ) from None
+        return "skops"
+    return "joblib"
+
+
+def _save(model, out, fmt):
+    if fmt == "skops":
+        import skops.io
+
+        skops.io.dump(model, out)
+        return (
+            "skops format; load it with skops.io.load(path, "
+            "trusted=['autopoly._regressor.TorchPolyRegressor'])"
+        )
+    import joblib
+
+    joblib.dump(model, out)
+    return "joblib format; load it with joblib.load(path), only from a source you trust"
+
+
+def run_fit(args):
+    """The ``fit`` command: read, fit, print the coefficients (and CV score), save."""
+    X, y, features = read_csv(args.data, args.target, _split(args.features), args.sep)
+    fmt = _check_out(args.out)
+
+    from sklearn.base import clone
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.model_selection import KFold, cross_val_score
+
+    from ._regressor import TorchPolyRegressor
+
+    model = TorchPolyRegressor(
+        degree=args.degree, loss=args.loss, alpha=args.alpha, optimizer=args.optimizer,
+        lr=args.lr, max_iter=args.max_iter, device=args.device, random_state=args.random_state,
+        verbose=args.verbose,
+    )
+    print(
+        f"Read {X.shape[0]} rows from {args.data}: target {args.target!r}, "
+        f"features {', '.join(repr(name) for name in features)}."
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        start = time.perf_counter()
+        model.fit(X, y)
+        elapsed = time.perf_counter() - start
+    for warning in caught:
+        print(f"{PROG} fit: warning: {warning.message}", file=sys.stderr)
+    print(
+        f"Fitted {model!r} in {elapsed:.3f} s on {model.device_} ({model.n_iter_} iterations)."
+    )
+
+    names = ["1 (intercept)", *model.get_feature_names_out(features)]
+    values = [model.intercept_, *model.coef_]
+    print()
+    _print_table(("term", "coefficient"), [(n, f"{v:.10g}") for n, v in zip(names, values)])
+    print(f"\nR^2 on the training data: {model.score(X, y):.6f}")
+
+    if args.cv is not None:
+        folds = KFold(n_splits=args.cv, shuffle=True, random_state=args.random_state)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            scores = cross_val_score(clone(model).set_params(verbose=0), X, y, cv=folds)
+        print(
+            f"{args.cv}-fold cross-validated R^2: {scores.mean():.6f} "
+            f"(std {scores.std():.6f}; folds: {', '.join(f'{s:.4f}' for s in scores)})"
+        )
+    if args.out is not None:
+        how = _save(model, args.out, fmt)
+        print(f"Saved the model to {args.out} ({how}).")
+    return 0
+
+
+def _split(features):
+    if features is None:
+        return None
+    return [name.strip() for name in features.split(",") if name.strip()]
+
+
+def _print_table(header, rows):
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+# ----------------------------------------------------------------------------------- parsing
+
+
+def _int_at_least(minimum):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def _non_negative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def build_parser():
+    """The ``argparse`` parser of ``python -m autopoly`` and its ``demo`` and ``fit`` commands."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=(
+            "Polynomial regression fitted with PyTorch optimizers. Without a command, runs the "
+            "demo: fits y = x^2 + 2x + 3 from 20 samples and prints the coefficients."
+        ),
+        epilog=f"Run '{PROG} COMMAND --help' for the options of a command.",
+    )
+    parser.add_argument("--version", action="version", version=f"autopoly {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = commands.add_parser(
+        "demo",
+        help="fit the tutorial's example and print true and fitted coefficients (the default)",
+        description=(
+            "Draw 20 samples of y = x^2 + 2x + 3 with x ~ 5 N(0, 1), fit "
+            "TorchPolyRegressor(degree=2), and print the true and fitted coefficients and the "
+            "fit time."
+        ),
+    )
+    demo.add_argument(
+        "--seed", type=int, default=0, help="seed of the random samples (default: %(default)s)"
+    )
+
+    fit = commands.add_parser(
+        "fit",
+        help="fit a polynomial to a CSV file and print its coefficients",
+        description=(
+            "Fit TorchPolyRegressor to a CSV file with a header row, print the coefficient of "
+            "each term (named after the columns), the training R^2 and, with --cv, the "
+            "cross-validated R^2, and optionally save the model."
+        ),
+        epilog=(
+            f"Example: {PROG} fit data.csv --target y --degree 3 --cv 5 --out model.skops. "
+            "Exit status: 0 on success, 2 for bad arguments or data, 1 when the fit fails."
+        ),
+    )
+    fit.add_argument("data", metavar="DATA.csv", help="CSV file with a header row of column names")
+    fit.add_argument("--target", required=True, metavar="COLUMN", help="the column to predict")
+    fit.add_argument(
+        "--features",
+        metavar="COL,COL",
+        help="comma-separated input columns (default: every column except the target)",
+    )
+    fit.add_argument(
+        "--degree", type=_int_at_least(0), default=2,
+        help="largest degree of the polynomial terms (default: %(default)s)",
+    )
+    fit.add_argument(
+        "--cv", type=_int_at_least(2), metavar="K",
+        help="also print the K-fold cross-validated R^2 (rows shuffled with --random-state)",
+    )
+    fit.add_argument(
+        "--device", default="cpu",
+        help="where to compute: cpu, cuda, cuda:N, mps, or auto for the best available "
+        "(default: %(default)s)",
+    )
+    fit.add_argument(
+        "--loss", choices=LOSSES, default="squared_error",
+        help="data-fit loss (default: %(default)s)",
+    )
+    fit.add_argument(
+        "--alpha", type=_non_negative_float, default=0.0,
+        help="strength of the L2 penalty on the coefficients (default: %(default)s)",
+    )
+    fit.add_argument(
+        "--optimizer", default="lbfgs",
+        help="a torch.optim optimizer by name, e.g. lbfgs, adam, sgd (default: %(default)s)",
+    )
+    fit.add_argument(
+        "--lr", type=_positive_float, default=1.0,
+        help="learning rate of the optimizer (default: %(default)s)",
+    )
+    fit.add_argument(
+        "--max-iter", type=_int_at_least(1), default=200,
+        help="most optimizer iterations (default: %(default)s)",
+    )
+    fit.add_argument(
+        "--random-state", type=int, default=0,
+        help="seed for the cross-validation folds and any shuffling (default: %(default)s)",
+    )
+    fit.add_argument(
+        "--sep", default=",", help="field separator of the CSV file (default: %(default)r)"
+    )
+    fit.add_argument(
+        "--out", metavar="MODEL",
+        help="save the fitted model here: skops format for a name ending in .skops (needs the "
+        "skops package), joblib otherwise (e.g. model.joblib)",
+    )
+    fit.add_argument(
+        "-v", "--verbose", action="count", default=0,
+        help="print optimizer progress; -vv also shows a progress bar (needs tqdm)",
+    )
+    return parser
+
+
+def main(argv=None):
+    """Run the ``autopoly`` command line and return its exit status.
+
+    Without a command it runs the demo: 20 samples of ``y = x**2 + 2*x + 3`` with
+    ``x ~ 5 N(0, 1)`` are fitted by ``TorchPolyRegressor(degree=2)``, and the true and fitted
+    coefficients and the fit time are printed. ``fit DATA.csv --target COLUMN`` fits a CSV file;
+    ``--help`` lists the options.
+
+    Parameters
+    ----------
+    argv : list of str, default=None
+        The arguments, without the program name; ``sys.argv[1:]`` when ``None``.
+
+    Returns
+    -------
+    status : int
+        0 on success, 2 for bad arguments or data, 1 when the fit fails.
+
+    Examples
+    --------
+    >>> from autopoly.__main__ import main
+    >>> main(["demo"])  # doctest: +ELLIPSIS
+    autopoly demo: 20 samples of y = x^2 + 2x + 3 with x ~ 5 N(0, 1) (seed 0).
+    <BLANKLINE>
+    Fitted TorchPolyRegressor(degree=2):
+    <BLANKLINE>
+    term  true  fitted
+    1     3     3.00000000
+    x     2     2.00000000
+    x^2   1     1.00000000
+    <BLANKLINE>
+    Fit time: ... s for the first fit in this process (...), ... s for a second identical fit; ...
+    0
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command in (None, "demo"):
+        return run_demo(getattr(args, "seed", 0))
+    try:
+        return run_fit(args)
+    except InputError as exc:
+        print(f"{PROG} fit: error: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, FloatingPointError, MemoryError) as exc:
+        print(f"{PROG} fit: error: the fit failed: {exc}", file=sys.stderr)
+        return 1

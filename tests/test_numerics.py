@@ -1,0 +1,243 @@
+"""Convergence to the true optimum, losses, penalties, stopping and streaming (issue 3)."""
+
+import warnings
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+from numpy.testing import assert_allclose
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import Ridge
+from sklearn.preprocessing import PolynomialFeatures
+
+from autopoly import DivergenceError, TorchPolyRegressor
+
+
+def _exact_polyfit(x, y, degree):
+    """Least-squares coefficients (lowest power first) in exact rational arithmetic."""
+    xs = [Fraction(float(v)) for v in x]
+    ys = [Fraction(float(v)) for v in y]
+    n = degree + 1
+    powers = [[xi**k for k in range(2 * n - 1)] for xi in xs]
+    A = [[sum(p[i + j] for p in powers) for j in range(n)] for i in range(n)]
+    b = [sum(yi * p[i] for yi, p in zip(ys, powers)) for i in range(n)]
+    for c in range(n):
+        pivot = next(r for r in range(c, n) if A[r][c] != 0)
+        A[c], A[pivot], b[c], b[pivot] = A[pivot], A[c], b[pivot], b[c]
+        for r in range(n):
+            if r != c and A[r][c] != 0:
+                f = A[r][c] / A[c][c]
+                A[r] = [a - f * ac for a, ac in zip(A[r], A[c])]
+                b[r] -= f * b[c]
+    return np.array([float(b[i] / A[i][i]) for i in range(n)])
+
+
+def _digits(coef, exact):
+    """Correct significant digits of the worst coefficient."""
+    rel = np.abs(coef - exact) / np.abs(exact)
+    return float(-np.log10(rel.max() + 1e-17))
+
+
+@pytest.mark.parametrize(
+    "x, degree",
+    [
+        (np.arange(21.0), 5),
+        (np.linspace(1.5e5, 3e6, 40), 2),
+        (np.linspace(-9.0, -3.0, 40), 10),
+    ],
+    ids=["0..20-deg5", "1.5e5..3e6-deg2", "-9..-3-deg10"],
+)
+def test_raw_ill_conditioned_data_matches_exact_reference(x, degree):
+    rng = np.random.default_rng(degree)
+    true = rng.standard_normal(degree + 1)
+    y = np.polynomial.polynomial.polyval(x, true)
+    y = y + 0.01 * y.std() * rng.standard_normal(len(x))
+    exact = _exact_polyfit(x, y, degree)
+    numpy_digits = _digits(np.polynomial.polynomial.polyfit(x, y, degree), exact)
+    model = TorchPolyRegressor(degree=degree).fit(x.reshape(-1, 1), y)
+    ours = _digits(np.r_[model.intercept_, model.coef_], exact)
+    assert ours >= numpy_digits - 1, (ours, numpy_digits)
+
+
+def test_well_conditioned_reaches_exact_optimum_mse():
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((10_000, 5))
+    P = PolynomialFeatures(3).fit_transform(X)
+    y = P @ rng.standard_normal(P.shape[1]) + rng.standard_normal(len(X))
+    coef, *_ = np.linalg.lstsq(P, y, rcond=None)
+    optimum = np.mean((P @ coef - y) ** 2)
+    model = TorchPolyRegressor(degree=3).fit(X, y)
+    assert np.mean((model.predict(X) - y) ** 2) <= optimum * (1 + 1e-6)
+    assert model.n_iter_ < 10
+    assert model.best_loss_ == pytest.approx(optimum, rel=1e-6)
+
+
+def test_float32_accuracy_is_documented_level():
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((5000, 3))
+    y = X[:, 0] ** 3 - X[:, 1] * X[:, 2] + 0.1 * rng.standard_normal(5000)
+    exact = TorchPolyRegressor(degree=3).fit(X, y)
+    single = TorchPolyRegressor(degree=3, dtype="float32").fit(X, y)
+    assert_allclose(single.coef_, exact.coef_, atol=1e-4)
+
+
+def _outlier_data(rng, n=400):
+    X = rng.uniform(-2, 2, (n, 1))
+    y = 1 + 2 * X[:, 0] - X[:, 0] ** 2 + 0.05 * rng.standard_normal(n)
+    bad = rng.choice(n, n // 10, replace=False)
+    y[bad] += rng.uniform(20, 50, bad.size)
+    return X, y, np.array([2.0, -1.0]), 1.0
+
+
+@pytest.mark.parametrize("loss", ["huber", "absolute_error"])
+def test_robust_losses_resist_outliers(loss):
+    X, y, coef, intercept = _outlier_data(np.random.default_rng(3))
+    robust = TorchPolyRegressor(degree=2, loss=loss, epsilon=0.1, max_iter=500).fit(X, y)
+    squared = TorchPolyRegressor(degree=2).fit(X, y)
+    err_robust = np.abs(np.r_[robust.intercept_ - intercept, robust.coef_ - coef]).max()
+    err_squared = np.abs(np.r_[squared.intercept_ - intercept, squared.coef_ - coef]).max()
+    assert err_robust < 0.1
+    assert err_squared > 10 * err_robust
+
+
+def test_callable_loss_is_used():
+    X, y, coef, intercept = _outlier_data(np.random.default_rng(4))
+    calls = []
+
+    def pinball_median(y_pred, y_true, sample_weight):
+        calls.append(1)
+        r = y_true - y_pred
+        per_row = torch.maximum(0.5 * r, -0.5 * r).sum(1)
+        return (sample_weight * per_row).sum() / sample_weight.sum()
+
+    model = TorchPolyRegressor(degree=2, loss=pinball_median, max_iter=500).fit(X, y)
+    assert calls
+    assert np.abs(model.coef_ - coef).max() < 0.1
+    assert abs(model.loss_curve_[-1] - model.best_loss_) < 1e-2
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_ridge_matches_sklearn_ridge(weighted):
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((300, 3))
+    y = X[:, 0] * X[:, 1] + X[:, 2] ** 2 + 0.3 * rng.standard_normal(300)
+    w = rng.uniform(0.5, 2, 300) if weighted else None
+    P = PolynomialFeatures(2, include_bias=False).fit_transform(X)
+    ref = Ridge(alpha=3.0, solver="cholesky", tol=1e-12).fit(P, y, sample_weight=w)
+    ours = TorchPolyRegressor(degree=2, alpha=3.0).fit(X, y, sample_weight=w)
+    assert_allclose(ours.coef_, ref.coef_, rtol=1e-6, atol=1e-8)
+    assert_allclose(ours.intercept_, ref.intercept_, rtol=1e-6, atol=1e-8)
+
+
+def test_ridge_penalty_does_not_depend_on_input_scale_parametrization():
+    rng = np.random.default_rng(6)
+    X = 1000 + 100 * rng.standard_normal((200, 1))
+    y = 0.01 * X[:, 0] + rng.standard_normal(200)
+    P = PolynomialFeatures(1, include_bias=False).fit_transform(X)
+    ref = Ridge(alpha=1e4, solver="cholesky").fit(P, y)
+    ours = TorchPolyRegressor(degree=1, alpha=1e4).fit(X, y)
+    assert_allclose(ours.coef_, ref.coef_, rtol=1e-6)
+
+
+def test_large_l1_drives_coefficients_to_zero():
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((300, 3))
+    y = 2 * X[:, 0] + 0.1 * rng.standard_normal(300)
+    free = TorchPolyRegressor(degree=2).fit(X, y)
+    lasso = TorchPolyRegressor(degree=2, alpha=300.0, l1_ratio=1.0, max_iter=500).fit(X, y)
+    small = np.delete(np.abs(lasso.coef_), 0)
+    assert small.max() < 1e-3
+    assert 0.5 < lasso.coef_[0] < free.coef_[0]
+
+
+def test_diverging_lr_raises_and_keeps_previous_state():
+    rng = np.random.default_rng(8)
+    X = rng.standard_normal((100, 2))
+    y = X[:, 0] ** 2
+    model = TorchPolyRegressor(degree=2).fit(X, y)
+    before = model.coef_.copy(), model.predict(X)
+    model.set_params(optimizer="sgd", lr=1e6, max_iter=500)
+    with pytest.raises(DivergenceError, match="non-finite.*smaller lr"):
+        model.fit(X, y)
+    assert np.isfinite(model.coef_).all()
+    assert_allclose(model.coef_, before[0])
+    assert_allclose(model.predict(X), before[1])
+
+
+def test_diverging_fit_on_unfitted_estimator_leaves_it_unfitted():
+    X, y = np.random.default_rng(9).standard_normal((50, 1)), np.arange(50.0)
+    model = TorchPolyRegressor(optimizer="sgd", lr=1e8, max_iter=200)
+    with pytest.raises(DivergenceError):
+        model.fit(X, y)
+    assert not hasattr(model, "coef_")
+
+
+def test_convergence_warning_says_what_to_change():
+    X = np.random.default_rng(10).standard_normal((100, 2))
+    y = X[:, 0] ** 2 + X[:, 1]
+    with pytest.warns(ConvergenceWarning, match="max_iter=3.*Increase max_iter"):
+        TorchPolyRegressor(optimizer="sgd", lr=0.01, max_iter=3).fit(X, y)
+
+
+def test_easy_problem_stops_before_max_iter():
+    X = np.random.default_rng(11).standard_normal((500, 2))
+    y = X[:, 0] ** 2 + X[:, 1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        model = TorchPolyRegressor(degree=2).fit(X, y)
+    assert model.n_iter_ < 10 and len(model.loss_curve_) == model.n_iter_
+
+
+def test_early_stopping_records_scores_and_restores_best():
+    rng = np.random.default_rng(12)
+    X = rng.uniform(-1, 1, (300, 1))
+    y = np.sin(3 * X[:, 0]) + 0.3 * rng.standard_normal(300)
+    model = TorchPolyRegressor(
+        degree=12, early_stopping=True, optimizer="adam", lr=0.05, max_iter=400,
+        n_iter_no_change=15, random_state=0,
+    ).fit(X, y)
+    scores = model.validation_scores_
+    assert len(scores) == model.n_iter_ < 400
+    assert model.best_validation_score_ == max(scores)
+    assert model.best_validation_score_ > 0.5
+
+
+def test_partial_fit_streaming_squared_error_equals_full_fit():
+    rng = np.random.default_rng(13)
+    X = 50 + 10 * rng.standard_normal((5000, 3))
+    y = X[:, 0] * X[:, 1] / 100 - X[:, 2] + rng.standard_normal(5000)
+    full = TorchPolyRegressor(degree=2).fit(X, y)
+    stream = TorchPolyRegressor(degree=2)
+    for rows in np.array_split(np.arange(5000), 25):
+        stream.partial_fit(X[rows], y[rows])
+    assert_allclose(stream.coef_, full.coef_, rtol=1e-7, atol=1e-10)
+    assert_allclose(stream.intercept_, full.intercept_, rtol=1e-7)
+
+
+def test_partial_fit_streaming_minibatch_huber_approaches_full_fit():
+    rng = np.random.default_rng(14)
+    X = rng.standard_normal((4000, 2))
+    y = 1 + X[:, 0] - X[:, 1] ** 2 + 0.1 * rng.standard_normal(4000)
+    full = TorchPolyRegressor(degree=2, loss="huber").fit(X, y)
+    stream = TorchPolyRegressor(degree=2, loss="huber", optimizer="adam", lr=0.01, batch_size=100, random_state=0)
+    for _ in range(8):
+        for rows in np.array_split(np.arange(4000), 20):
+            stream.partial_fit(X[rows], y[rows])
+    assert_allclose(stream.coef_, full.coef_, atol=0.05)
+
+
+def test_conditioning_off_reproduces_the_raw_tutorial_recipe():
+    rng = np.random.default_rng(0)
+    x = 5 * rng.standard_normal((20, 1))
+    y = x[:, 0] ** 2 + 2 * x[:, 0] + 3
+    raw = TorchPolyRegressor(
+        degree=2, optimizer="nadam", lr=0.01, max_iter=1000, tol=0, n_iter_no_change=1000,
+        conditioning=False,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        raw.fit(x, y)
+    assert raw.n_iter_ == 1000
+    assert abs(raw.intercept_ - 3) > 0.1
+    assert abs(TorchPolyRegressor(degree=2).fit(x, y).intercept_ - 3) < 1e-9
