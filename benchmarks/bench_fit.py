@@ -1,0 +1,391 @@
+"""Fit time and accuracy of autopoly against its peers, side by side in one run.
+
+Tasks
+-----
+tutorial
+    20 samples, ``x = 5 * randn``, ``y = x**2 + 2*x + 3`` (no noise), degree 2.
+poly1e5
+    100,000 rows x 5 features, degree 3 (55 terms), Gaussian inputs, noise of variance 1.
+    Target 1: autopoly's defaults reach the optimum to 1e-6 relative in at most 1.5x the time of
+    ``PolynomialFeatures + Ridge(solver="cholesky")``.
+overhead
+    Target 3: 1000 fixed NAdam steps on the tutorial task through the estimator cost at most
+    1.2x the same loop written by hand.
+gpu (only with ``--device cuda``)
+    Target 5: 1,000,000 rows x 10 features, degree 3, on the GPU against the CPU.
+
+Peers: ``PolynomialFeatures + Ridge(solver="cholesky", alpha=0)`` (closed form),
+``PolynomialFeatures + StandardScaler + SGDRegressor``, skorch ``NeuralNetRegressor`` with a
+``torch.nn.Linear`` module on the same standardized expanded features, and the tutorial's raw
+torch loop (``x @ w`` on the raw features ``[1, x, x**2, ...]``, MSE, ``NAdam(lr=0.01)``, 1000
+full-batch steps from zero). Accuracy is the training MSE against the exact least-squares
+optimum (``numpy.linalg.lstsq`` on ``[1, PolynomialFeatures(X)]``).
+
+Run ``python benchmarks/bench_fit.py`` (``--quick`` for a seconds-long smoke run); results go
+to ``benchmarks/results/bench_fit.{md,png}`` and CSV tables beside them.
+"""
+
+import warnings
+
+import numpy as np
+
+import _common as C
+
+TITLE = "bench_fit: fit time and accuracy against the peers"
+
+
+# ------------------------------------------------------------------------------------ data
+
+
+def tutorial_data():
+    rng = np.random.default_rng(0)
+    x = 5 * rng.standard_normal(20)
+    return x.reshape(-1, 1), x**2 + 2 * x + 3
+
+
+def poly_data(n_rows, n_features, degree, seed=0):
+    """Gaussian inputs, a dense random polynomial of ``degree`` and unit-variance noise."""
+    from sklearn.preprocessing import PolynomialFeatures
+
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n_rows, n_features))
+    P = PolynomialFeatures(degree, include_bias=False).fit_transform(X)
+    y = 1.0 + P @ rng.standard_normal(P.shape[1]) + rng.standard_normal(n_rows)
+    return X, y
+
+
+def design(X, degree):
+    from sklearn.preprocessing import PolynomialFeatures
+
+    return PolynomialFeatures(degree, include_bias=True).fit_transform(X)
+
+
+# ----------------------------------------------------------------------------------- peers
+
+
+def fit_autopoly(X, y, degree, device, **params):
+    from autopoly import TorchPolyRegressor
+
+    with warnings.catch_warnings():
+        # The fixed-step configurations stop at max_iter by design.
+        warnings.simplefilter("ignore")
+        model = TorchPolyRegressor(degree=degree, device=device, **params).fit(X, y)
+    return model.predict, model.n_iter_
+
+
+def fit_ridge(X, y, degree):
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import PolynomialFeatures
+
+    model = make_pipeline(
+        PolynomialFeatures(degree, include_bias=False), Ridge(alpha=0.0, solver="cholesky")
+    ).fit(X, y)
+    return model.predict, None
+
+
+def fit_sgd(X, y, degree):
+    from sklearn.linear_model import SGDRegressor
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import PolynomialFeatures, StandardScaler
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = make_pipeline(
+            PolynomialFeatures(degree, include_bias=False), StandardScaler(),
+            SGDRegressor(random_state=0),
+        ).fit(X, y)
+    return model.predict, int(model[-1].n_iter_)
+
+
+def fit_skorch(X, y, degree, optimizer, lr, max_epochs, batch_size):
+    """A linear module on the standardized expanded features, trained by skorch."""
+    import torch
+    from skorch import NeuralNetRegressor
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import PolynomialFeatures, StandardScaler
+
+    features = make_pipeline(PolynomialFeatures(degree, include_bias=False), StandardScaler())
+    F = features.fit_transform(X).astype(np.float32)
+    torch.manual_seed(0)  # skorch initializes the module from the global generator
+    net = NeuralNetRegressor(
+        torch.nn.Linear, module__in_features=F.shape[1], module__out_features=1,
+        optimizer=optimizer, lr=lr, max_epochs=max_epochs, batch_size=batch_size,
+        train_split=None, verbose=0,
+    )
+    net.fit(F, y.astype(np.float32).reshape(-1, 1))
+
+    def predict(Xn):
+        return net.predict(features.transform(Xn).astype(np.float32)).reshape(-1).astype(float)
+
+    return predict, max_epochs
+
+
+def fit_torch_loop(X, y, degree, device, steps=1000):
+    """The tutorial's loop: raw features, ``x @ w``, MSE, NAdam(lr=0.01), fixed steps."""
+    import torch
+
+    F = torch.tensor(design(X, degree), device=device)
+    t = torch.tensor(y, device=device)
+    w = torch.zeros(F.shape[1], dtype=F.dtype, device=device, requires_grad=True)
+    opt = torch.optim.NAdam([w], lr=0.01)
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = torch.mean((F @ w - t) ** 2)
+        loss.backward()
+        opt.step()
+    coef = w.detach().cpu().numpy()
+    return (lambda Xn: design(Xn, degree) @ coef), steps
+
+
+# The estimator configuration that mirrors the hand loop (target 3): raw parametrization,
+# NAdam at lr=0.01, exactly 1000 steps (tol=0 and n_iter_no_change=max_iter never stop early).
+LOOP_CONFIG = dict(
+    optimizer="nadam", lr=0.01, max_iter=1000, tol=0.0, n_iter_no_change=1000,
+    conditioning=False,
+)
+
+
+# ------------------------------------------------------------------------------- the tasks
+
+
+def run_task(methods, X, y, degree, repeat, warmup=True):
+    """Time the methods side by side; score each against the exact optimum."""
+    optimum, _ = C.ls_optimum(design(X, degree), y)
+    variance = float(np.var(y))
+    timed = C.interleaved(methods, repeat, warmup)
+    rows = []
+    for name, res in timed.items():
+        predict, n_iter = res["result"]
+        mse = float(np.mean((predict(X) - y) ** 2))
+        rel_opt, rel_var = C.relative_excess(mse, optimum, variance)
+        rows.append({
+            "method": name, "time": min(res["times"]), "times": res["times"],
+            "iterations": n_iter, "mse": mse, "rel_opt": rel_opt, "rel_var": rel_var,
+        })
+    return {"optimum": optimum, "variance": variance, "rows": rows}
+
+
+def task_table(task, reference):
+    ref_time = next(r["time"] for r in task["rows"] if r["method"] == reference)
+    header = [
+        "method", "fit time (s, best)", f"time / {reference}", "iterations / epochs",
+        "MSE", "(MSE - opt) / opt", "(MSE - opt) / Var(y)",
+    ]
+    rows = [
+        (r["method"], r["time"], r["time"] / ref_time, r["iterations"], r["mse"],
+         r["rel_opt"], r["rel_var"])
+        for r in task["rows"]
+    ]
+    return header, rows
+
+
+def main():
+    import torch
+
+    args = C.parser(__doc__.split("\n")[0]).parse_args()
+    device = C.check_device(args.device)
+    out = C.prepare_out(args.out)
+    quick = args.quick
+    env = C.environment()
+    print(C.environment_markdown(env))
+    repeat = args.repeat or (1 if quick else 5)
+    steps = 50 if quick else 1000
+    checks, targets, sections, csvs = [], [], [], {}
+
+    # Tutorial task: every peer on 20 rows.
+    X, y = tutorial_data()
+    methods = {
+        "autopoly (defaults)": lambda: fit_autopoly(X, y, 2, device),
+        "autopoly (tutorial loop config)": lambda: fit_autopoly(
+            X, y, 2, device, **{**LOOP_CONFIG, "max_iter": steps, "n_iter_no_change": steps}
+        ),
+        "PolynomialFeatures + Ridge(cholesky)": lambda: fit_ridge(X, y, 2),
+        "PolynomialFeatures + StandardScaler + SGDRegressor": lambda: fit_sgd(X, y, 2),
+        "skorch NeuralNetRegressor (Linear, NAdam lr=0.01, full batch)": lambda: fit_skorch(
+            X, y, 2, torch.optim.NAdam, 0.01, steps, 20
+        ),
+        "torch loop (tutorial)": lambda: fit_torch_loop(X, y, 2, device, steps),
+    }
+    print("task: tutorial")
+    tutorial = run_task(methods, X, y, 2, max(1, repeat // 2) if not quick else 1)
+    header, rows = task_table(tutorial, "PolynomialFeatures + Ridge(cholesky)")
+    csvs["bench_fit_tutorial"] = (header, rows)
+    sections.append((
+        f"Tutorial task: 20 samples, y = x^2 + 2x + 3 (no noise), degree 2; "
+        f"{steps} steps for the fixed-step methods",
+        C.markdown_table(header, rows),
+    ))
+    by = {r["method"]: r for r in tutorial["rows"]}
+    for name in ("autopoly (defaults)", "PolynomialFeatures + Ridge(cholesky)"):
+        ok = by[name]["rel_var"] < 1e-9
+        checks.append((f"tutorial: {name} reaches the exact fit", ok,
+                       f"(MSE - opt) / Var(y) = {by[name]['rel_var']:.2e} (< 1e-9)"))
+
+    # 1e5 x 5, degree 3 (target 1).
+    n_rows = 5_000 if quick else 100_000
+    X, y = poly_data(n_rows, 5, 3)
+    methods = {
+        "autopoly (defaults)": lambda: fit_autopoly(X, y, 3, device),
+        "PolynomialFeatures + Ridge(cholesky)": lambda: fit_ridge(X, y, 3),
+        "PolynomialFeatures + StandardScaler + SGDRegressor": lambda: fit_sgd(X, y, 3),
+    }
+    slow = {
+        "skorch NeuralNetRegressor (Linear, Adam lr=0.01, batch 256, 10 epochs)":
+            lambda: fit_skorch(X, y, 3, torch.optim.Adam, 0.01,
+                               2 if quick else 10, 256),
+        "torch loop (tutorial: NAdam lr=0.01, 1000 full-batch steps)":
+            lambda: fit_torch_loop(X, y, 3, device, steps),
+    }
+    print(f"task: poly ({n_rows} x 5, degree 3)")
+    poly = run_task(methods, X, y, 3, repeat)
+    # The slow peers are far from the race; one timed run each is enough.
+    poly_slow = run_task(slow, X, y, 3, 1, warmup=False)
+    poly["rows"] += poly_slow["rows"]
+    header, rows = task_table(poly, "PolynomialFeatures + Ridge(cholesky)")
+    csvs["bench_fit_poly"] = (header, rows)
+    sections.append((
+        f"{n_rows:,} rows x 5 features, degree 3 (55 terms), noise variance 1",
+        C.markdown_table(header, rows),
+    ))
+    by = {r["method"]: r for r in poly["rows"]}
+    auto, ridge = by["autopoly (defaults)"], by["PolynomialFeatures + Ridge(cholesky)"]
+    for r in (auto, ridge):
+        checks.append((f"poly: {r['method']} reaches the optimum", r["rel_opt"] <= 1e-6,
+                       f"(MSE - opt) / opt = {r['rel_opt']:.2e} (<= 1e-6)"))
+    ratio1 = auto["time"] / ridge["time"]
+    targets.append((
+        "1. 1e5 x 5, degree 3: autopoly defaults / Ridge(cholesky) time, at 1e-6 of the optimum",
+        f"{ratio1:.2f}x ({auto['time']:.3f} s vs {ridge['time']:.3f} s), "
+        f"excess {auto['rel_opt']:.1e}",
+        "<= 1.5x, <= 1e-6", ratio1 <= 1.5 and auto["rel_opt"] <= 1e-6,
+    ))
+
+    # Per-step overhead (target 3): the same 1000 NAdam steps, estimator vs hand loop.
+    X, y = tutorial_data()
+    over_repeat = args.repeat or (1 if quick else 15)
+    timed = C.interleaved({
+        "torch loop by hand": lambda: fit_torch_loop(X, y, 2, device, steps),
+        "TorchPolyRegressor (tutorial loop config)": lambda: fit_autopoly(
+            X, y, 2, device, **{**LOOP_CONFIG, "max_iter": steps, "n_iter_no_change": steps}
+        ),
+    }, over_repeat)
+    (hand_name, hand), (est_name, est) = timed.items()
+    t_hand, t_est = min(hand["times"]), min(est["times"])
+    p_hand, p_est = hand["result"][0](X), est["result"][0](X)
+    gap = float(np.max(np.abs(p_hand - p_est)) / np.std(y))
+    header = ["method", "time (s, best)", "median (s)", "per step (us)", "ratio to hand loop"]
+    rows = [
+        (name, min(r["times"]), float(np.median(r["times"])), min(r["times"]) / steps * 1e6,
+         min(r["times"]) / t_hand)
+        for name, r in timed.items()
+    ]
+    csvs["bench_fit_overhead"] = (header, rows)
+    sections.append((
+        f"Overhead: {steps} fixed NAdam steps on the tutorial task, best of {over_repeat}",
+        "The tutorial loop config is `TorchPolyRegressor(degree=2, optimizer='nadam', "
+        f"lr=0.01, max_iter={steps}, tol=0, n_iter_no_change={steps}, conditioning=False)`: "
+        "raw monomials, no whitening, no early stop.\n\n" + C.markdown_table(header, rows),
+    ))
+    checks.append(("overhead: estimator and hand loop take the same steps", gap < 1e-5,
+                   f"max |prediction gap| / std(y) = {gap:.1e} (< 1e-5)"))
+    targets.append((
+        "3. 1000 NAdam steps: estimator / hand loop", f"{t_est / t_hand:.2f}x "
+        f"({t_est * 1e6 / steps:.0f} vs {t_hand * 1e6 / steps:.0f} us per step)",
+        "<= 1.2x", t_est / t_hand <= 1.2,
+    ))
+
+    # GPU against CPU (target 5).
+    gpu = None
+    if device.startswith("cuda"):
+        n_gpu = 20_000 if quick else 1_000_000
+        rng = np.random.default_rng(1)
+        Xg = rng.uniform(-1, 1, (n_gpu, 10))
+        yg = Xg[:, 0] ** 3 - 2 * Xg[:, 1] * Xg[:, 2] + Xg[:, 3] + 0.1 * rng.standard_normal(n_gpu)
+        fit_autopoly(Xg[:1000], yg[:1000], 3, device)  # CUDA context and kernels, not timed
+        timed = C.interleaved({
+            f"autopoly on {device}": lambda: fit_autopoly(Xg, yg, 3, device),
+            "autopoly on cpu": lambda: fit_autopoly(Xg, yg, 3, "cpu"),
+        }, 1 if quick else 2)
+        t_gpu = min(timed[f"autopoly on {device}"]["times"])
+        t_cpu = min(timed["autopoly on cpu"]["times"])
+        gpu = (t_gpu, t_cpu)
+        header = ["method", "time (s, best)"]
+        rows = [(k, min(v["times"])) for k, v in timed.items()]
+        csvs["bench_fit_gpu"] = (header, rows)
+        sections.append((f"GPU: {n_gpu:,} rows x 10 features, degree 3",
+                         C.markdown_table(header, rows)))
+        targets.append((f"5. {n_gpu:,} rows on {device} vs this machine's CPU",
+                        f"{t_cpu / t_gpu:.1f}x faster", ">= 5x", t_cpu / t_gpu >= 5))
+    else:
+        targets.append(("5. 1e6 rows on a CUDA GPU vs the CPU",
+                        "not run (no --device cuda)", ">= 5x", None))
+
+    # Output.
+    md = [f"# {TITLE}", "", "Generated by `benchmarks/bench_fit.py`"
+          + (" --quick" if quick else "") + f" (device: {device}).", "",
+          C.environment_markdown(env), "", "## Targets", "",
+          C.markdown_table(["target", "measured", "threshold", "met"],
+                           [(t[0], t[1], t[2], "n/a" if t[3] is None else t[3]) for t in targets]),
+          ""]
+    for title, table in sections:
+        md += [f"## {title}", "", table, ""]
+    md += ["## Checks", "", C.checks_markdown(checks), "",
+           "Times are the best of interleaved repetitions; `(MSE - opt) / opt` is n/a when "
+           "the optimum is zero (noiseless data).", ""]
+    (out / "bench_fit.md").write_text("\n".join(md))
+    for name, (header, rows) in csvs.items():
+        C.write_csv(out / f"{name}.csv", header, rows)
+    plot(out / "bench_fit.png", tutorial, poly, timed_overhead=(t_hand, t_est), steps=steps,
+         n_rows=n_rows)
+    C.dump_json(out / "bench_fit.json", {
+        "env": env, "targets": targets, "checks": checks, "gpu": gpu,
+        "tutorial": tutorial["rows"], "poly": poly["rows"],
+    })
+    print("\n".join(md))
+    C.finish(checks)
+
+
+def plot(path, tutorial, poly, timed_overhead, steps, n_rows):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), gridspec_kw={"width_ratios": [3, 3, 1.4]})
+    for ax, task, title in (
+        (axes[0], tutorial, "tutorial task (20 rows, degree 2)"),
+        (axes[1], poly, f"{n_rows:,} x 5, degree 3"),
+    ):
+        rows = task["rows"][::-1]
+        names = [_short(r["method"]) for r in rows]
+        times = [r["time"] for r in rows]
+        colors = ["tab:blue" if r["method"].startswith("autopoly") else "tab:gray" for r in rows]
+        ax.barh(names, times, color=colors)
+        ax.set_xscale("log")
+        ax.set_xlabel("fit time (s, log scale)")
+        ax.set_title(title)
+        for i, r in enumerate(rows):
+            label = "exact" if abs(r["rel_var"]) < 1e-12 else f"excess {r['rel_var']:.0e}"
+            ax.text(times[i], i, "  " + label, va="center", fontsize=8)
+        ax.set_xlim(min(times) / 2, max(times) * 60)
+    t_hand, t_est = timed_overhead
+    axes[2].bar(["hand loop", "estimator"], [t_hand * 1e6 / steps, t_est * 1e6 / steps],
+                color=["tab:gray", "tab:blue"])
+    axes[2].axhline(1.2 * t_hand * 1e6 / steps, color="k", ls="--", lw=1, label="1.2x target")
+    axes[2].set_ylabel("microseconds per NAdam step")
+    axes[2].set_title(f"overhead ({steps} steps)")
+    axes[2].legend(fontsize=8)
+    fig.suptitle("autopoly vs peers (excess = (MSE - optimum) / Var(y))", fontsize=10)
+    fig.tight_layout()
+    C.save_figure(fig, path)
+
+
+def _short(name):
+    return (name.replace("PolynomialFeatures", "PF").replace("StandardScaler", "Scaler")
+            .replace("NeuralNetRegressor", "NNR").split(" (")[0]
+            + (" (" + name.split(" (")[1].split(",")[0].rstrip(")") + ")" if " (" in name else ""))
+
+
+if __name__ == "__main__":
+    main()
