@@ -1,0 +1,102 @@
+"""The thread budget: torch's intra-op threads must not multiply with outer parallelism.
+
+What each kind of outer parallelism already does (measured on this package's CI machine and
+stated in the joblib and distributed docs; figures in ``docs/scaling.rst``):
+
+* joblib's default ``loky`` backend starts its worker processes with ``OMP_NUM_THREADS`` (and
+  the MKL/OpenBLAS variables) set to ``cpu_count() // n_jobs`` unless the parent already set
+  them. torch reads ``OMP_NUM_THREADS`` when it is imported, so ``n_jobs`` workers times torch's
+  threads stay within the cores: nothing to do.
+* ``dask.distributed`` starts worker processes with ``OMP_NUM_THREADS=1`` (the
+  ``distributed.nanny.pre-spawn-environ`` setting), so torch runs single-threaded and the
+  worker's task threads are the parallelism: nothing to do either.
+* Threads are the gap. joblib's ``threading`` backend and dask's local threaded scheduler run
+  tasks on threads of one process, each of which would start a full team of torch threads
+  (``n_jobs * cpu_count()`` busy threads). Inside those tasks torch is limited to one thread.
+
+``torch.set_num_threads`` called on a thread other than the main one sets that thread's OpenMP
+team size (and the default of threads started later), never the main thread's; :func:`task_threads`
+restores the previous value on exit all the same.
+"""
+
+import threading
+from contextlib import contextmanager
+
+import torch
+
+
+def off_main_thread():
+    """True on any thread but the main one (a task of dask's threaded scheduler, for one)."""
+    return threading.current_thread() is not threading.main_thread()
+
+
+def in_pool_thread():
+    """True on a thread of a joblib threading-backend pool (tasks of one ``Parallel`` call).
+
+    joblib marks the tasks it runs with a nested backend (``nesting_level >= 1``); a loky
+    worker runs them on its process's main thread, the threading backend on pool threads.
+    """
+    if not off_main_thread():
+        return False
+    try:
+        from joblib.parallel import get_active_backend
+    except ImportError:  # joblib comes with scikit-learn; be safe anyway
+        return False
+    backend, _ = get_active_backend()
+    return getattr(backend, "nesting_level", 0) >= 1
+
+
+@contextmanager
+def task_threads(limit=True):
+    """Run torch on one intra-op thread for the duration of the block when ``limit`` is true.
+
+    Parameters
+    ----------
+    limit : bool, default=True
+        Whether to limit; ``False`` makes the block a no-op, so that callers can write
+        ``with task_threads(in_pool_thread()):``.
+
+    Yields
+    ------
+    n_threads : int
+        The number of torch intra-op threads in effect inside the block.
+    """
+    previous = torch.get_num_threads()
+    if not limit or previous <= 1:
+        yield previous
+        return
+    torch.set_num_threads(1)
+    try:
+        yield 1
+    finally:
+        torch.set_num_threads(previous)
+
+
+def fit_threads():
+    """The guard around a fit: one torch thread on a joblib threading-backend pool thread.
+
+    Returns
+    -------
+    context : context manager
+        Use as ``with fit_threads(): ...`` around the body of ``fit`` and ``partial_fit``.
+    """
+    return task_threads(in_pool_thread())
+
+
+def thread_report():
+    """What this process would use: torch threads, the environment caps and the core count.
+
+    Returns
+    -------
+    report : dict
+        ``torch_threads``, ``omp_num_threads`` (the environment variable or None), ``cpu_count``
+        and ``pool_thread`` (whether :func:`in_pool_thread` holds here).
+    """
+    import os
+
+    return {
+        "torch_threads": torch.get_num_threads(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "cpu_count": os.cpu_count(),
+        "pool_thread": in_pool_thread(),
+    }
