@@ -90,11 +90,16 @@ def environment():
         ),
         "numpy": np.__version__,
         "scikit-learn": version("scikit-learn"),
-        "OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE": "{} / {}".format(
-            os.environ.get("OPENBLAS_CORETYPE", "unset"), os.environ.get("OPENBLAS_L2_SIZE", "unset")
+        "OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE": " / ".join(
+            os.environ.get(k, "unset") for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
         ),
-        "load average at start (1, 5, 15 min)": ", ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "load average at start (1, 5, 15 min)": loadavg(),
     }
+
+
+def loadavg():
+    """The machine's load: other processes' work slows every method, autopoly's threads most."""
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def environment_markdown(env):
@@ -158,6 +163,12 @@ def markdown_table(header, rows):
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(fmt(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def targets_table(targets):
+    """Header and rows for ``(target, measured, threshold, met or None)`` tuples."""
+    rows = [(t[0], t[1], t[2], "not run" if t[3] is None else t[3]) for t in targets]
+    return ["target", "measured", "threshold", "met"], rows
 
 
 def write_csv(path, header, rows):

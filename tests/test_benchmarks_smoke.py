@@ -16,10 +16,11 @@ import pytest
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 SCRIPTS = {
-    "bench_fit": ["bench_fit_tutorial.csv", "bench_fit_poly.csv",
+    "bench_fit": ["bench_fit_targets.csv", "bench_fit_tutorial.csv", "bench_fit_poly.csv",
                   "bench_fit_overhead.csv"],
-    "bench_memory": ["bench_memory.csv"],
-    "bench_gridsearch": ["bench_gridsearch.csv", "bench_gridsearch_candidates.csv"],
+    "bench_memory": ["bench_memory_targets.csv", "bench_memory.csv"],
+    "bench_gridsearch": ["bench_gridsearch_targets.csv", "bench_gridsearch.csv",
+                         "bench_gridsearch_candidates.csv"],
 }
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

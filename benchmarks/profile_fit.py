@@ -1,0 +1,306 @@
+"""Where autopoly's fit time goes: cProfile of the benchmark scenarios and micro-benchmarks.
+
+Not a comparison with peers (the ``bench_*`` scripts do that) but the diagnosis behind them:
+
+1. cProfile of one fit per scenario (after an untimed warm-up fit): the autopoly functions by
+   cumulative time and the most expensive calls overall (torch kernels show as built-ins such
+   as ``linalg_qr``).
+2. Micro-benchmarks that size the candidate optimizations: the per-chunk QR against a Gram
+   (``syrk``) update and against the expansion; the raw-basis change; the per-step bookkeeping
+   of the optimizer loop, added piece by piece to the hand-written loop; one torch thread
+   against the default.
+
+Run ``python benchmarks/profile_fit.py`` (``--quick`` for small sizes); writes
+``benchmarks/results/profile.md``. The micro-benchmarks import two private helpers of
+autopoly (``_features.binomial_basis_change``, ``_features.Expansion``) and skip themselves if
+those move.
+"""
+
+import cProfile
+import io
+import pstats
+import time
+import warnings
+
+import numpy as np
+
+import _common as C
+
+
+def best_of(fn, repeat=5):
+    fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+# ------------------------------------------------------------------------------ scenarios
+
+
+def scenarios(quick):
+    from sklearn.datasets import load_diabetes
+    from sklearn.preprocessing import StandardScaler
+
+    from autopoly import TorchPolyRegressor
+
+    rng = np.random.default_rng(0)
+    n1 = 5_000 if quick else 100_000
+    X1 = rng.standard_normal((n1, 5))
+    y1 = X1[:, 0] ** 3 - X1[:, 1] * X1[:, 2] + rng.standard_normal(n1)
+    Xd, yd = load_diabetes(return_X_y=True)
+    Xd = StandardScaler().fit_transform(Xd)[:353]  # one training fold of the grid search
+    yd = yd[:353]
+    x = 5 * np.random.default_rng(0).standard_normal(20)
+    steps = 50 if quick else 1000
+    n2 = 20_000 if quick else 200_000
+    X2 = rng.standard_normal((n2, 10))
+    y2 = X2[:, 0] - 2 * X2[:, 1] * X2[:, 2] + 0.1 * rng.standard_normal(n2)
+
+    def fit(X, y, **params):
+        def run():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                TorchPolyRegressor(**params).fit(X, y)
+        return run
+
+    return [
+        (f"bench_fit poly: {n1:,} x 5, degree 3, defaults", fit(X1, y1, degree=3)),
+        ("bench_gridsearch cell: diabetes fold (353 x 10), degree 3, defaults",
+         fit(Xd, yd, degree=3)),
+        ("bench_gridsearch cell: diabetes fold (353 x 10), degree 1, defaults",
+         fit(Xd, yd, degree=1)),
+        (f"bench_fit overhead: tutorial, {steps} NAdam steps, conditioning=False",
+         fit(x.reshape(-1, 1), x**2 + 2 * x + 3, degree=2, optimizer="nadam", lr=0.01,
+             max_iter=steps, tol=0.0, n_iter_no_change=steps, conditioning=False)),
+        (f"bench_memory: {n2:,} x 10, degree 3, defaults", fit(X2, y2, degree=3)),
+    ]
+
+
+def profile(fn, top):
+    fn()  # warm-up: imports, lazy initialization
+    wall = best_of(fn, 3)
+    pr = cProfile.Profile()
+    pr.enable()
+    fn()
+    pr.disable()
+    stats = pstats.Stats(pr)
+    total = max(stats.total_tt, 1e-12)
+    own, cum = [], []
+    for (filename, line, func), (cc, nc, tt, ct, callers) in stats.stats.items():
+        where = _where(filename, line, func)
+        own.append((tt, nc, where))
+        if "/autopoly/" in filename.replace("\\", "/"):
+            cum.append((ct, nc, where))
+    own.sort(reverse=True)
+    cum.sort(reverse=True)
+    own_rows = [(w, n, t * 1e3, t / total) for t, n, w in own[:top]]
+    cum_rows = [(w, n, t * 1e3, t / total) for t, n, w in cum[:top]]
+    return wall, total, own_rows, cum_rows
+
+
+def _where(filename, line, func):
+    path = filename.replace("\\", "/")
+    if "/autopoly/" in path:
+        return f"autopoly/{path.split('/autopoly/')[-1]}:{line} {func}"
+    if "/site-packages/" in path:
+        return f"{path.split('/site-packages/')[-1]}:{line} {func}"
+    if filename == "~":
+        return func.strip("<>").replace("built-in method ", "")
+    return f"{path.rsplit('/', 1)[-1]}:{line} {func}"
+
+
+# ----------------------------------------------------------------------- micro-benchmarks
+
+
+def micro_chunk(quick):
+    """Per 32 MiB chunk of the 10-feature degree-3 design: QR update vs Gram vs expansion."""
+    import torch
+
+    cols = 286 + 1  # design with the constant, plus the target column
+    rows = (32 * 2**20) // (cols * 8)
+    if quick:
+        rows //= 8
+    g = torch.Generator().manual_seed(0)
+    B = torch.randn(rows, cols, dtype=torch.float64, generator=g)
+    R = torch.linalg.qr(B[:2 * cols], mode="r").R
+    G = torch.zeros(cols, cols, dtype=torch.float64)
+    out = [
+        ("torch.linalg.qr(cat([R, chunk]), mode='r') (what _accumulate does)",
+         best_of(lambda: torch.linalg.qr(torch.cat([R, B]), mode="r"))),
+        ("torch.linalg.qr(chunk, mode='r') alone",
+         best_of(lambda: torch.linalg.qr(B, mode="r"))),
+        ("Gram update G += chunk.T @ chunk (syrk-like)", best_of(lambda: G.addmm_(B.T, B))),
+        ("numpy: chunk.T @ chunk", best_of(lambda: B.numpy().T @ B.numpy())),
+    ]
+    try:
+        from autopoly._features import Expansion
+
+        exp = Expansion(10, 0, 3, False)
+        Z = torch.rand(rows, 10, dtype=torch.float64, generator=g) * 2 - 1
+        out.append(("Expansion of the chunk (10 features -> 285 terms)", best_of(lambda: exp(Z))))
+    except Exception as exc:  # a private helper moved: say so, do not fail
+        out.append((f"Expansion: skipped ({type(exc).__name__}: {exc})", float("nan")))
+    return rows, cols, out
+
+
+def micro_basis_change():
+    """The raw-basis change matrix, built twice per fit (penalty map and _store)."""
+    out = []
+    try:
+        from autopoly._features import binomial_basis_change, monomial_powers
+    except ImportError as exc:
+        return [(f"skipped ({exc})", float("nan"), "")]
+    for n_features, degree in ((5, 3), (10, 2), (10, 3)):
+        powers = monomial_powers(n_features, 1, degree, False)
+        offset = np.full(n_features, 0.1)
+        scale = np.full(n_features, 2.0)
+        t = best_of(lambda: binomial_basis_change(powers, offset, scale), 3)
+        out.append((f"{n_features} features, degree {degree} ({powers.shape[0]} terms)", t,
+                    f"{powers.shape[0] + 1}x{powers.shape[0] + 1}"))
+    return out
+
+
+def micro_step_overhead(quick):
+    """The hand loop, then the estimator's per-step bookkeeping added piece by piece."""
+    import torch
+
+    from autopoly import TorchPolyRegressor
+
+    steps = 50 if quick else 1000
+    x = 5 * np.random.default_rng(0).standard_normal(20)
+    y = x**2 + 2 * x + 3
+    xt, yt = torch.tensor(x), torch.tensor(y)
+    F = torch.stack([torch.ones_like(xt), xt, xt**2], 1)
+    w_t = torch.ones(20, dtype=torch.float64)
+
+    def loop(bookkeeping=False, weighted=False, closure=False):
+        w = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+        opt = torch.optim.NAdam([w], lr=0.01)
+        for _ in range(steps):
+            if bookkeeping:
+                before = w.detach().clone()  # noqa: F841  (best_V candidate)
+
+            def step_closure():
+                opt.zero_grad()
+                if weighted:
+                    r = (F @ w).reshape(-1, 1) - yt.reshape(-1, 1)
+                    per_output = (w_t @ (r * r)) / w_t.sum()
+                    loss = (per_output / 1.0).sum()
+                else:
+                    loss = torch.mean((F @ w - yt) ** 2)
+                loss.backward()
+                if bookkeeping:
+                    float(loss)
+                    float(per_output.detach().mean()) if weighted else None
+                    float(w.grad.abs().max())
+                return loss
+
+            if closure:
+                opt.step(step_closure)
+            else:
+                step_closure()
+                opt.step()
+            if bookkeeping:
+                bool(torch.isfinite(w).all())
+
+    def estimator():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            TorchPolyRegressor(degree=2, optimizer="nadam", lr=0.01, max_iter=steps, tol=0.0,
+                               n_iter_no_change=steps, conditioning=False).fit(
+                x.reshape(-1, 1), y)
+
+    variants = [
+        ("hand loop (tutorial)", lambda: loop()),
+        ("+ optimizer.step(closure)", lambda: loop(closure=True)),
+        ("+ per-step syncs: clone V, float(loss), float(max |grad|), isfinite(V)",
+         lambda: loop(bookkeeping=True, closure=True)),
+        ("+ weighted per-output loss graph (sample_weight @ r**2 / sum, / J0)",
+         lambda: loop(bookkeeping=True, closure=True, weighted=True)),
+        ("TorchPolyRegressor (tutorial loop config)", estimator),
+    ]
+    repeat = 1 if quick else 7
+    timed = C.interleaved(dict(variants), repeat)
+    base = min(timed[variants[0][0]]["times"])
+    return steps, [(name, min(r["times"]) / steps * 1e6, min(r["times"]) / base)
+                   for name, r in timed.items()]
+
+
+def micro_threads(quick):
+    """The same small and large kernels with torch's default threads and with one."""
+    import torch
+
+    default = torch.get_num_threads()
+    cols = 287
+    rows = (32 * 2**20) // (cols * 8) // (8 if quick else 1)
+    g = torch.Generator().manual_seed(0)
+    B = torch.randn(rows, cols, dtype=torch.float64, generator=g)
+    S = torch.linalg.qr(B[:2 * cols], mode="r").R
+    kernels = [
+        (f"svd of the {cols - 1}x{cols - 1} factor (Whitening)",
+         lambda: torch.linalg.svd(S[:-1, :-1], full_matrices=False)),
+        (f"qr of a {rows}x{cols} chunk", lambda: torch.linalg.qr(B, mode="r")),
+    ]
+    out = []
+    for name, fn in kernels:
+        t_default = best_of(fn)
+        torch.set_num_threads(1)
+        try:
+            t_one = best_of(fn)
+        finally:
+            torch.set_num_threads(default)
+        out.append((name, t_default * 1e3, t_one * 1e3))
+    return default, out
+
+
+def main():
+    args = C.parser(__doc__.split("\n")[0]).parse_args()
+    out = C.prepare_out(args.out)
+    quick = args.quick
+    top = 12
+    md = ["# profile_fit: where autopoly's fit time goes", "",
+          "Generated by `benchmarks/profile_fit.py`" + (" --quick" if quick else "")
+          + ". Times in milliseconds; *share* is of the profiled run's total.", ""]
+    import torch  # noqa: F401  (so that the environment table shows the thread count)
+
+    env = C.environment()
+    md += [C.environment_markdown(env), ""]
+
+    summary = []
+    for title, fn in scenarios(quick):
+        print("profiling:", title, flush=True)
+        wall, total, own_rows, cum_rows = profile(fn, top)
+        summary.append((title, wall * 1e3))
+        md += [f"## {title}", "",
+               f"Best of 3 without the profiler: {wall * 1e3:.1f} ms; profiled run "
+               f"{total * 1e3:.1f} ms.", "", "autopoly functions by cumulative time:", "",
+               C.markdown_table(["function", "calls", "cumulative (ms)", "share"], cum_rows),
+               "", "Most expensive calls (own time):", "",
+               C.markdown_table(["function", "calls", "own (ms)", "share"], own_rows), ""]
+
+    print("micro-benchmarks", flush=True)
+    rows, cols, chunk = micro_chunk(quick)
+    md += ["## Micro: one 32 MiB chunk of the 10-feature, degree-3 design", "",
+           f"Chunk of {rows:,} rows x {cols} columns (design, constant and target).", "",
+           C.markdown_table(["operation", "time (ms)"], [(n, t * 1e3) for n, t in chunk]), ""]
+    md += ["## Micro: raw-basis change (`binomial_basis_change`, built twice per fit)", "",
+           C.markdown_table(["terms", "time (ms)", "matrix"],
+                            [(n, t * 1e3, s) for n, t, s in micro_basis_change()]), ""]
+    steps, over = micro_step_overhead(quick)
+    md += [f"## Micro: per-step cost of {steps} NAdam steps on the tutorial task", "",
+           C.markdown_table(["variant", "us per step", "ratio to hand loop"], over), ""]
+    default, threads = micro_threads(quick)
+    md += [f"## Micro: torch threads ({default} by default) against one", "",
+           C.markdown_table(["kernel", f"{default} threads (ms)", "1 thread (ms)"], threads),
+           ""]
+    md += ["## Summary of the scenarios", "",
+           C.markdown_table(["scenario", "fit (ms, best of 3)"], summary), ""]
+    (out / "profile.md").write_text("\n".join(md))
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
