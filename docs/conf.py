@@ -90,6 +90,11 @@ class OptionalTocTree(TocTree):
 
     def run(self):
         found = self.env.found_docs
+        for line in self.content:
+            if line.strip():
+                # Re-read this page when an entry appears or changes (a missing file counts as
+                # changed, so incremental builds pick up a page written later).
+                self.env.note_dependency(str(self.env.doc2path(line.strip())))
         kept = [(line, source) for line, source in zip(self.content, self.content.items)
                 if not line.strip() or line.strip() in found]
         self.content = StringList([line for line, _ in kept], items=[src for _, src in kept])
