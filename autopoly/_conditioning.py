@@ -12,7 +12,8 @@ the raw monomials and the optimizer's parameters ``V``:
 3. the targets are centred and scaled, ``t = (y - y_offset) / y_scale``.
 
 The model is ``y_hat = y_offset + y_scale * (D @ M @ V)``. For the squared error the loss is an
-exact quadratic in ``V`` with identity Hessian (``||V - C||**2 + const``), whatever the data.
+exact quadratic in ``V``, with identity Hessian (``||V - C||**2 + const``) unless the terms are
+numerically rank-deficient.
 Coefficients are reported in the raw monomial basis through the exact binomial basis change.
 """
 
@@ -74,57 +75,91 @@ class ChunkedQR:
         return R[:n_cols]
 
 
-class Whitening:
-    """The map from optimizer parameters ``V`` (rank x n_outputs) to design coefficients.
+# Relative ridge for numerically rank-deficient terms (condition number above ~1e12).
+RIDGE = 1e-7
 
-    Built from the triangular factor of ``sqrt(w) * [D, t] / sqrt(sum(w))``. Directions of the
-    design with singular values below ``rcond * s_max`` are dropped, which makes rank-deficient
-    problems (more terms than rows, duplicated features) well posed: the fit is then the minimum
-    norm solution in the column-scaled basis.
+
+def _well_conditioned(U, U_inv, eps):
+    """Condition number (1-norm, within a factor n of the 2-norm one) below ~1e12 in float64."""
+    cond = torch.linalg.matrix_norm(U, 1) * torch.linalg.matrix_norm(U_inv, 1)
+    return bool(torch.isfinite(cond)) and float(cond) < 0.01 / (eps * U.shape[0])
+
+
+class Whitening:
+    """The map from optimizer parameters ``V`` (n_design x n_outputs) to design coefficients.
+
+    Built from the triangular factor of ``sqrt(w) * [D, t] / sqrt(sum(w))``, columns scaled to
+    unit norm. A well-conditioned factor is simply inverted (``M = R^-1``, a triangular solve),
+    which makes ``D @ M`` orthonormal. A numerically rank-deficient one (more terms than rows,
+    duplicated features) is whitened with the Cholesky factor of ``R.T @ R + ridge * I``
+    instead, and the squared-error objective gains that ridge (``1e-7`` on unit-norm columns,
+    or ``1e3 * eps * n_design`` if larger): it then has a unique optimum, close to the
+    minimum-norm solution in the column-scaled basis, and rounding noise in the directions the
+    data do not determine is damped instead of amplified (repeated rows and integer weights
+    then agree to 1e-9).
+
+    With ``penalty_gram`` (the Hessian of an L2 penalty in the design coefficients, divided by
+    the squared target scale), the whitening includes it, so that ridge fits are exactly
+    conditioned too; ``C`` and ``resid`` then describe loss plus penalty.
+
+    Either way, the squared error is ``||A @ V - C||**2 + resid`` per output, with ``A`` the
+    identity (``None``) when whitened; only ``conditioning=False`` has a general ``A``.
     """
 
-    def __init__(self, R_aug, n_design, rcond=None):
+    def __init__(self, R_aug, n_design, penalty_gram=None):
         R = R_aug[:n_design, :n_design]
         Z = R_aug[:n_design, n_design:]
         R_tt = R_aug[n_design:, n_design:]
         col = torch.linalg.vector_norm(R, dim=0)
         col = torch.where(col > 0, col, torch.ones_like(col))
-        U, s, Vh = torch.linalg.svd(R / col, full_matrices=False)
-        if rcond is None:
-            rcond = torch.finfo(R.dtype).eps * max(R.shape[0], 1) * 10
-        keep = s > rcond * s.max() if s.numel() else s.bool()
-        self.rank = int(keep.sum())
-        U, s, Vh = U[:, keep], s[keep], Vh[keep]
-        self._s, self._Vh, self._col = s, Vh, col
-        self.M = (Vh.T / s) / col[:, None]  # (n_design, rank)
-        self.C = U.T @ Z  # optimum of V for the squared error, (rank, n_outputs)
-        # Mean squared residual of t at the optimum, per output (never negative).
-        resid = (Z * Z).sum(0) - (self.C * self.C).sum(0) + (R_tt * R_tt).sum(0)
+        Rs = R / col
+        eps = torch.finfo(R.dtype).eps
+        eye = torch.eye(n_design, dtype=R.dtype, device=R.device)
+        self.rank = n_design
+        self.A = None
+        if penalty_gram is None:
+            R_inv = torch.linalg.solve_triangular(Rs, eye, upper=True)
+            if _well_conditioned(Rs, R_inv, eps):
+                self.M = R_inv / col[:, None]
+                self._inverse = Rs * col  # V = R @ theta
+                self.C = Z
+                self.resid = (R_tt * R_tt).sum(0)
+                return
+        # Squared error plus an L2 term in theta is exactly ||V - C||**2 + const in
+        # V = L.T @ theta (L the Cholesky factor of its Hessian): still an identity Hessian.
+        H = Rs.T @ Rs
+        if penalty_gram is not None:
+            H = H + penalty_gram / col[:, None] / col[None, :]
+        L = torch.linalg.cholesky_ex(H)[0]
+        L_inv = torch.linalg.solve_triangular(L, eye, upper=False)
+        if not _well_conditioned(L.T, L_inv.T, eps):
+            L = torch.linalg.cholesky(H + max(RIDGE, 1e3 * eps * n_design) * eye)
+            L_inv = torch.linalg.solve_triangular(L, eye, upper=False)
+        self.M = L_inv.T / col[:, None]
+        self._inverse = L.T * col  # V = L.T @ theta
+        self.C = L_inv @ (Rs.T @ Z)
+        resid = (Z * Z).sum(0) + (R_tt * R_tt).sum(0) - (self.C * self.C).sum(0)
         self.resid = torch.clamp(resid, min=0.0)
-
 
     @classmethod
     def identity(cls, R_aug, n_design):
         """No whitening: the parameters are the design coefficients themselves."""
         self = cls.__new__(cls)
         self.rank = n_design
-        eye = torch.eye(n_design, dtype=R_aug.dtype, device=R_aug.device)
-        self._s, self._Vh, self._col = torch.ones_like(eye[0]), eye, torch.ones_like(eye[0])
-        self.M = eye
+        self.M = self._inverse = torch.eye(n_design, dtype=R_aug.dtype, device=R_aug.device)
+        self.A = R_aug[:n_design, :n_design]
+        self.C = R_aug[:n_design, n_design:]
+        self.resid = (R_aug[n_design:, n_design:] ** 2).sum(0)
         return self
 
     def to_params(self, theta_t):
         """Parameters ``V`` closest to given design coefficients (exact when in the kept span)."""
-        return self._s[:, None] * (self._Vh @ (self._col[:, None] * theta_t))
+        return self._inverse @ theta_t
 
 
-def raw_coefficients(theta, powers, offset, scale, fit_intercept):
-    """Coefficients of ``[1, z-monomials]`` (rows) mapped to ``[1, raw monomials]`` exactly.
-
-    ``theta`` has shape ``(n_design, n_outputs)``; without an intercept there is no first row.
-    """
+def basis_change(powers, offset, scale, fit_intercept):
+    """Matrix mapping coefficients of ``[1, z-monomials]`` (or the monomials alone, without an
+    intercept) to those of the raw monomials, exactly (binomial expansion)."""
     if not fit_intercept:
-        T = binomial_basis_change(powers, np.zeros_like(offset), scale)[1:, 1:]
-    else:
-        T = binomial_basis_change(powers, offset, scale)
-    return T @ theta, T
+        return binomial_basis_change(powers, np.zeros_like(offset), scale)[1:, 1:]
+    return binomial_basis_change(powers, offset, scale)

@@ -4,6 +4,7 @@ The order of the terms is the order of :class:`sklearn.preprocessing.PolynomialF
 with ``include_bias=False``: by degree, then lexicographically by the features involved.
 """
 
+from functools import lru_cache
 from itertools import chain, combinations, combinations_with_replacement
 from math import comb
 
@@ -21,6 +22,12 @@ def n_terms(n_features, min_degree, max_degree, interaction_only):
 
 def monomial_powers(n_features, min_degree, max_degree, interaction_only):
     """Exponents of every term, shape ``(n_terms, n_features)``, in PolynomialFeatures order."""
+    return _monomial_powers(n_features, min_degree, max_degree, interaction_only).copy()
+
+
+@lru_cache(maxsize=64)
+def _monomial_powers(n_features, min_degree, max_degree, interaction_only):
+    # Cached: a grid search builds the same terms for every fold.
     pick = combinations if interaction_only else combinations_with_replacement
     combos = chain.from_iterable(
         pick(range(n_features), d) for d in range(max(min_degree, 1), max_degree + 1)
@@ -115,38 +122,30 @@ class Expansion:
         return {**self.__dict__, "_on_device": {}}
 
 
+@lru_cache(maxsize=64)
+def expansion(n_features, min_degree, max_degree, interaction_only):
+    """A shared :class:`Expansion` for these terms (its plan is built once per process)."""
+    return Expansion(n_features, min_degree, max_degree, interaction_only)
+
+
 def binomial_basis_change(powers, offset, scale):
     """Matrix ``T`` mapping coefficients in ``z = (x - offset) / scale`` to the raw ``x`` basis.
 
     Rows and columns are ``[intercept, *terms]``. A term ``z^a`` expands by the binomial theorem
-    into the raw monomials ``x^b`` with ``b <= a``; every such ``b`` must be a term (or the
-    intercept), which holds when ``offset`` is zero or the term set is closed downwards.
+    into the raw monomials ``x^b`` with ``b <= a``, with weight
+    ``prod_j C(a_j, b_j) (-offset_j)^(a_j - b_j) / scale_j^a_j``; every such ``b`` must itself
+    be a term (or the intercept), which holds when ``offset`` is zero or the term set is closed
+    downwards.
     """
     powers = np.asarray(powers, dtype=np.int64)
-    n_terms, n_features = powers.shape
-    full = np.vstack([np.zeros((1, n_features), dtype=np.int64), powers])
-    index = {tuple(row): i for i, row in enumerate(full)}
-    T = np.zeros((n_terms + 1, n_terms + 1))
-    centred = set(np.flatnonzero(np.asarray(offset) != 0).tolist())
-    for col, a in enumerate(full):
-        base = float(np.prod(scale ** (-a.astype(float))))
-        # Enumerate every b <= a over the centred features only; the others keep b_j = a_j.
-        ranges = [range(a[j] + 1) if j in centred else (a[j],) for j in range(n_features)]
-        for b in _product(ranges):
-            b = np.asarray(b, dtype=np.int64)
-            k = a - b
-            factor = base
-            for j in np.flatnonzero(k):
-                factor *= comb(int(a[j]), int(b[j])) * (-offset[j]) ** int(k[j])
-            row = index.get(tuple(b))
-            if row is None:
-                raise ValueError(f"term {tuple(b)} is not representable; centring is not allowed")
-            T[row, col] += factor
+    full = np.vstack([np.zeros((1, powers.shape[1]), dtype=np.int64), powers])
+    k = np.arange(int(full.max(initial=0)) + 1)
+    # binom[b, a] = C(a, b), zero above the diagonal of b > a.
+    binom = np.array([[comb(int(a), int(b)) for a in k] for b in k], dtype=np.float64)
+    gap = k[None, :] - k[:, None]
+    T = np.ones((full.shape[0], full.shape[0]))
+    for j in range(full.shape[1]):
+        shift = np.where(gap >= 0, (-float(offset[j])) ** np.maximum(gap, 0), 0.0)
+        factor = binom * shift / float(scale[j]) ** k[None, :]
+        T *= factor[full[:, j][:, None], full[:, j][None, :]]
     return T
-
-
-def _product(ranges):
-    result = [()]
-    for r in ranges:
-        result = [prefix + (v,) for prefix in result for v in r]
-    return result

@@ -5,7 +5,8 @@ For output ``k``, ``J_k(V) = loss_k(y_hat, y, w) + alpha / sum(w) * ((1 - l1_rat
 ``k`` (the intercept is never penalized); the reported objective is ``mean_k J_k``. The outputs
 are independent problems, so the optimizer sees ``sum_k J_k / J_k(0)``, each output divided by
 the objective of its constant model: learning rates then mean the same thing whatever the units
-of ``y``, and for the squared error the Hessian is exactly twice the identity. (A user's loss
+of ``y``, and for the squared error on well-conditioned terms the Hessian is exactly twice the
+identity. (A user's loss
 callable returns one number for all outputs, which is divided by its value at the start.)
 
 Two forms exist. :class:`StatsObjective` is for the squared error on full batches: the loss is
@@ -19,10 +20,16 @@ import torch
 
 
 class _Penalty:
-    def __init__(self, alpha, l1_ratio, coef_map, y_scale, weight_sum):
-        self.active = alpha > 0
+    """``alpha / sum(w) * ((1 - l1_ratio) * ||b||**2 + l1_ratio * ||b||_1)`` per output.
+
+    ``l2=False`` leaves out the L2 part, for objectives whose quadratic already holds it.
+    """
+
+    def __init__(self, alpha, l1_ratio, coef_map, y_scale, weight_sum, l2=True):
+        self.l2 = (1 - l1_ratio) if l2 else 0.0
+        self.l1 = l1_ratio
+        self.active = alpha > 0 and coef_map is not None and (self.l1 > 0 or self.l2 > 0)
         self.alpha = alpha
-        self.l1_ratio = l1_ratio
         self.coef_map = coef_map  # (n_terms, rank): V -> raw coefficients of the terms
         self.y_scale = y_scale
         self.weight_sum = weight_sum
@@ -32,7 +39,7 @@ class _Penalty:
         if not self.active:
             return V.new_zeros(V.shape[1])
         beta = (self.coef_map @ V) * self.y_scale
-        per_output = (1 - self.l1_ratio) * (beta * beta).sum(0) + self.l1_ratio * beta.abs().sum(0)
+        per_output = self.l2 * (beta * beta).sum(0) + self.l1 * beta.abs().sum(0)
         return self.alpha / self.weight_sum * per_output
 
 
@@ -69,6 +76,7 @@ class StatsObjective(_Objective):
     """Squared error from sufficient statistics: cost per evaluation independent of n_samples."""
 
     def __init__(self, whitening, y_scale, penalty):
+        self.A = whitening.A
         self.C = whitening.C
         self.resid = whitening.resid
         self.y_scale2 = y_scale * y_scale
@@ -76,7 +84,7 @@ class StatsObjective(_Objective):
         self._finish_init(self.C.shape, self.C.device, self.C.dtype)
 
     def value(self, V, rows=None):
-        diff = V - self.C
+        diff = (V if self.A is None else self.A @ V) - self.C
         return self.y_scale2 * ((diff * diff).sum(0) + self.resid) + self.penalty(V)
 
 

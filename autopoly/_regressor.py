@@ -18,10 +18,10 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._conditioning import ChunkedQR, Whitening, input_scaling, raw_coefficients, target_scaling
+from ._conditioning import ChunkedQR, Whitening, basis_change, input_scaling, target_scaling
 from . import _dask
 from ._device import prediction_device, resolve_device
-from ._features import Expansion, monomial_powers, n_terms, term_names
+from ._features import expansion, monomial_powers, n_terms, term_names
 from ._losses import LOSSES, resolve_loss
 from ._objective import RowObjective, StatsObjective, _Penalty
 from ._optim import make_optimizer, resolve_optimizer
@@ -142,10 +142,11 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
     with identity Hessian, evaluated from those sufficient statistics without touching the rows
     again, so each step costs ``O(n_terms**2)``.
 
-    The fit has converged when the largest absolute gradient of the normalized objective (the
-    objective divided by that of the constant model) falls below ``tol``, or when the objective
-    improves by less than ``tol`` for ``n_iter_no_change`` iterations; with mini-batches or
-    early stopping only the second test applies (on the epoch loss or the validation score).
+    The fit has converged when the largest absolute gradient of the normalized objective (each
+    output's objective divided by that of its constant model) falls below ``tol``, or when the
+    objective improves by less than ``tol`` for ``n_iter_no_change`` iterations while staying
+    flat within ``tol`` (non-smooth losses); with mini-batches or early stopping only the
+    improvement test applies (on the epoch loss or the validation score).
     Reaching ``max_iter`` first gives a ``ConvergenceWarning``. A loss that becomes non-finite
     raises :class:`autopoly.DivergenceError` and leaves any earlier fitted state untouched.
 
@@ -324,11 +325,14 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
             "device": device,
             "dtype": dtype,
             "powers": monomial_powers(n_features, lo, hi, self.interaction_only),
-            "expansion": Expansion(n_features, lo, hi, self.interaction_only),
+            "expansion": expansion(n_features, lo, hi, self.interaction_only),
             **scaling,
         }
         for key in ("x_offset", "x_scale", "y_offset", "y_scale"):
             setup[key + "_t"] = torch.as_tensor(scaling[key], dtype=dtype, device=device)
+        setup["basis_change"] = basis_change(
+            setup["powers"], scaling["x_offset"], scaling["x_scale"], self.fit_intercept
+        )
         return setup
 
     def _accumulate(self, X, y, sample_weight, setup, qr=None):
@@ -348,23 +352,27 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         R = qr.square(n_design + setup["y_offset"].shape[0]) / math.sqrt(weight_sum)
         if not self.conditioning:
             return Whitening.identity(R, n_design)
-        return Whitening(R, n_design)
+        penalty_gram = None
+        if self.alpha > 0 and self.l1_ratio < 1:
+            # The L2 penalty's Hessian in the design coefficients (targets in units of t).
+            T = self._terms_map(setup)
+            penalty_gram = self.alpha * (1 - self.l1_ratio) / weight_sum * (T.T @ T)
+        return Whitening(R, n_design, penalty_gram)
 
-    def _penalty(self, whitening, setup, weight_sum):
-        theta_to_raw = self._basis_change(setup)
-        rows = slice(int(self.fit_intercept), None)
-        T = torch.as_tensor(theta_to_raw[rows], dtype=setup["dtype"], device=setup["device"])
+    def _terms_map(self, setup):
+        """Design coefficients -> raw coefficients of the terms (intercept row dropped)."""
+        return torch.as_tensor(
+            setup["basis_change"][int(self.fit_intercept) :],
+            dtype=setup["dtype"], device=setup["device"],
+        )
+
+    def _penalty(self, whitening, setup, weight_sum, l2=True):
+        coef_map = None
+        if self.alpha > 0:
+            coef_map = self._terms_map(setup) @ whitening.M
         return _Penalty(
-            self.alpha, self.l1_ratio, T @ whitening.M, setup["y_scale_t"], weight_sum
+            self.alpha, self.l1_ratio, coef_map, setup["y_scale_t"], weight_sum, l2=l2
         )
-
-    def _basis_change(self, setup):
-        n_design = setup["powers"].shape[0] + int(self.fit_intercept)
-        _, T = raw_coefficients(
-            np.zeros((n_design, 1)), setup["powers"], setup["x_offset"], setup["x_scale"],
-            self.fit_intercept,
-        )
-        return T
 
     def _row_objective(self, loss_fn, X, y, sample_weight, setup, whitening, penalty):
         """A loss evaluated on rows: the whitened design cached on the device when it fits."""
@@ -493,11 +501,12 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         qr = ChunkedQR()
         qr.R = R_aug
         whitening = self._whitening(qr, weight_sum, setup)
-        penalty = self._penalty(whitening, setup, weight_sum)
         if make_rows is None:
+            # The whitened quadratic already holds the L2 part of the penalty.
+            penalty = self._penalty(whitening, setup, weight_sum, l2=False)
             objective = StatsObjective(whitening, setup["y_scale_t"], penalty)
         else:
-            objective = make_rows(whitening, penalty)
+            objective = make_rows(whitening, self._penalty(whitening, setup, weight_sum))
         validation = make_validation(whitening) if make_validation is not None else None
         warm = self.warm_start if warm is None else warm
         V = self._initial_params(whitening, setup, setup["y_offset"].shape[0], warm)
@@ -623,9 +632,7 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         theta = theta_t * setup["y_scale"] + _intercept_row(
             setup["y_offset"], self.fit_intercept, theta_t.shape[0]
         )
-        raw, _ = raw_coefficients(
-            theta, setup["powers"], setup["x_offset"], setup["x_scale"], self.fit_intercept
-        )
+        raw = setup["basis_change"] @ theta
         single = self._y_ndim == 1
         if self.fit_intercept:
             intercept, coef = raw[0], raw[1:]
@@ -671,7 +678,7 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         setup = {
             "device": device,
             "dtype": dtype,
-            "expansion": Expansion(X.shape[1], lo, hi, self.interaction_only),
+            "expansion": expansion(X.shape[1], lo, hi, self.interaction_only),
             "x_offset_t": torch.as_tensor(self._x_offset, dtype=dtype, device=device),
             "x_scale_t": torch.as_tensor(self._x_scale, dtype=dtype, device=device),
         }

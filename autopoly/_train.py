@@ -2,6 +2,7 @@
 
 import math
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 import torch
@@ -67,7 +68,9 @@ def train(
 
     Converged means: on full batches, the largest absolute gradient of the normalized objective
     is below ``tol``, or the objective improved by less than ``tol`` for ``n_iter_no_change``
-    iterations in a row; on mini-batches only the second test applies, on the epoch's mean loss.
+    iterations in a row while staying within ``tol`` (flat: a non-smooth loss or a line search
+    that can no longer progress); on mini-batches only the improvement test applies, on the
+    epoch's mean loss.
     With ``validation`` (a callable ``V -> R^2``), the fit stops when the validation score has
     not improved by ``tol`` for ``n_iter_no_change`` epochs and the best parameters are restored.
 
@@ -79,6 +82,7 @@ def train(
     best = math.inf
     best_user = math.inf
     stall = 0
+    recent = deque(maxlen=n_iter_no_change)
     bar = _progress(verbose, max_iter)
     start = time.perf_counter()
     for it in range(1, max_iter + 1):
@@ -147,7 +151,13 @@ def train(
         if batch_size is None and grad_max <= tol and validation is None:
             result.converged = True
             break
-        if stall >= n_iter_no_change:
+        recent.append(loss)
+        # On full batches a stall only counts once the loss has flattened: momentum methods
+        # overshoot and climb back for a while, which is not convergence.
+        flat = batch_size is not None or validation is not None or (
+            max(recent) - min(recent) <= tol * max(1.0, abs(best))
+        )
+        if stall >= n_iter_no_change and flat:
             result.converged = True
             break
     if bar is not None:

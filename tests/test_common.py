@@ -9,6 +9,7 @@ CONFIGS = [
     TorchPolyRegressor(degree=3, dtype="float32"),
     TorchPolyRegressor(batch_size=16, optimizer="adam", lr=0.05, max_iter=300, random_state=0),
     TorchPolyRegressor(optimizer="adam", lr=0.1, max_iter=500),
+    TorchPolyRegressor(degree=3, optimizer="sgd", lr=0.25, alpha=1e-3),
     TorchPolyRegressor(degree=(1, 2), interaction_only=True, loss="huber", alpha=0.1),
     TorchPolyRegressor(early_stopping=True, random_state=0),
 ]
@@ -22,6 +23,8 @@ def _expected_failed_checks(estimator):
         reason = "the validation split draws rows, so repeated rows and weights split differently"
     elif estimator.dtype == "float32":
         reason = "float32 compute agrees to ~1e-6; the check compares at rtol=1e-7"
+    elif estimator.optimizer == "adam":
+        reason = "constant-lr Adam stops ~1e-4 from the optimum, where rounding can shift the stop"
     return {} if reason is None else {"check_sample_weight_equivalence_on_dense_data": reason}
 
 
