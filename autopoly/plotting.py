@@ -160,7 +160,7 @@ class LossCurveDisplay:
         >>> from autopoly import TorchPolyRegressor
         >>> from autopoly.plotting import LossCurveDisplay
         >>> x = np.linspace(-3, 3, 20).reshape(-1, 1)
-        >>> model = TorchPolyRegressor(optimizer="adam", lr=0.1, max_iter=50).fit(x, x.ravel() ** 2)
+        >>> model = TorchPolyRegressor(degree=2).fit(x, x.ravel() ** 2)
         >>> display = LossCurveDisplay.from_estimator(model)
         >>> len(display.line_.get_xdata()) == model.n_iter_
         True
