@@ -108,18 +108,16 @@ def read_csv(path, target, features=None, sep=","):
     if not records:
         raise InputError(f"{path!r} has a header row but no data rows.")
 
+    for line, row in records:
+        if len(row) != len(header):
+            raise InputError(
+                f"{path!r} line {line} has {len(row)} fields but the header has "
+                f"{len(header)}; check the separator (--sep {sep!r})."
+            )
     columns = {}
     for name in [*features, target]:
         index = header.index(name)
-        values = np.empty(len(records))
-        for k, (line, row) in enumerate(records):
-            if len(row) != len(header):
-                raise InputError(
-                    f"{path!r} line {line} has {len(row)} fields but the header has "
-                    f"{len(header)}; check the separator (--sep {sep!r})."
-                )
-            values[k] = _number(row[index], name, line, path)
-        columns[name] = values
+        columns[name] = np.array([_number(row[index], name, line, path) for line, row in records])
     X = np.column_stack([columns[name] for name in features])
     return X, columns[target], list(features)
 
@@ -257,37 +255,25 @@ def _print_table(header, rows):
 # ----------------------------------------------------------------------------------- parsing
 
 
-def _int_at_least(minimum):
+def _bounded(kind, minimum, strict=False):
+    """An argparse type: ``kind`` ('integer' or 'number') at least (or above) ``minimum``."""
+    cast = int if kind == "integer" else float
+    op = ">" if strict else ">="
+
     def parse(text):
         try:
-            value = int(text)
+            value = cast(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+            raise argparse.ArgumentTypeError(f"expected {_article(kind)}, got {text!r}") from None
+        if not (value > minimum if strict else value >= minimum):  # also refuses NaN
+            raise argparse.ArgumentTypeError(f"expected {_article(kind)} {op} {minimum}, got {text}")
         return value
 
     return parse
 
 
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
-    return value
-
-
-def _non_negative_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
+def _article(kind):
+    return f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
 
 
 def build_parser():
@@ -337,11 +323,11 @@ def build_parser():
         help="comma-separated input columns (default: every column except the target)",
     )
     fit.add_argument(
-        "--degree", type=_int_at_least(0), default=2,
+        "--degree", type=_bounded("integer", 0), default=2,
         help="largest degree of the polynomial terms (default: %(default)s)",
     )
     fit.add_argument(
-        "--cv", type=_int_at_least(2), metavar="K",
+        "--cv", type=_bounded("integer", 2), metavar="K",
         help="also print the K-fold cross-validated R^2 (rows shuffled with --random-state)",
     )
     fit.add_argument(
@@ -354,7 +340,7 @@ def build_parser():
         help="data-fit loss (default: %(default)s)",
     )
     fit.add_argument(
-        "--alpha", type=_non_negative_float, default=0.0,
+        "--alpha", type=_bounded("number", 0), default=0.0,
         help="strength of the L2 penalty on the coefficients (default: %(default)s)",
     )
     fit.add_argument(
@@ -362,11 +348,11 @@ def build_parser():
         help="a torch.optim optimizer by name, e.g. lbfgs, adam, sgd (default: %(default)s)",
     )
     fit.add_argument(
-        "--lr", type=_positive_float, default=1.0,
+        "--lr", type=_bounded("number", 0, strict=True), default=1.0,
         help="learning rate of the optimizer (default: %(default)s)",
     )
     fit.add_argument(
-        "--max-iter", type=_int_at_least(1), default=200,
+        "--max-iter", type=_bounded("integer", 1), default=200,
         help="most optimizer iterations (default: %(default)s)",
     )
     fit.add_argument(
