@@ -122,8 +122,6 @@ def train(
         # A million times worse than where it started is divergence, not a slow start.
         if not math.isfinite(loss) or loss > DIVERGENCE_FACTOR * max(start_loss, 1e-300):
             raise _diverged("loss", it, optimizer, lr)
-        if not torch.isfinite(V).all():
-            raise _diverged("parameters", it, optimizer, lr)
         result.loss_curve.append(user)
         best_user = min(best_user, user)
         if validation is None:
@@ -170,6 +168,8 @@ def train(
             if math.isfinite(final) and final <= best:
                 best, best_V = final, V.detach().clone()
                 best_user = min(best_user, objective.user_units(per_output))
+        if not torch.isfinite(best_V).all():
+            raise _diverged("parameters", result.n_iter, optimizer, lr)
         V.copy_(best_V)
     result.best_loss = best_user
     if verbose >= 1:
