@@ -56,6 +56,8 @@ class _Objective:
         ok = torch.isfinite(j0) & (j0 > 0)
         self.J0 = torch.where(ok, j0, torch.ones_like(j0))
         self._inv_J0 = 1.0 / self.J0
+        # The normalized objective of the constant model (V = 0): one per output.
+        self.constant_model = float(self.J0.numel())
 
     def normalized(self, per_output):
         return per_output @ self._inv_J0

@@ -11,12 +11,7 @@ from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import (
-    _check_feature_names_in,
-    _check_sample_weight,
-    check_is_fitted,
-    validate_data,
-)
+from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
 
 from ._conditioning import ChunkedQR, Whitening, basis_change, input_scaling, target_scaling
 from . import _dask
@@ -26,6 +21,7 @@ from ._losses import LOSSES, resolve_loss
 from ._objective import RowObjective, StatsObjective, _Penalty
 from ._optim import make_optimizer, resolve_optimizer
 from ._train import train
+from ._validation import fit_data, predict_data
 from ._persistence import check_state_version
 from ._version import __version__
 
@@ -259,10 +255,22 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
             )
         return lo, hi
 
+    def _check_params(self):
+        """Checks that need no data, done before the data are read."""
+        self._degree_range()
+        resolve_optimizer(self.optimizer)
+        resolve_loss(self.loss, self.epsilon)
+
     def _check_size(self, n_features, n_outputs, device):
         """Refuse, before allocating, a configuration whose statistics cannot fit in memory."""
         lo, hi = self._degree_range()
         terms = n_terms(n_features, lo, hi, self.interaction_only)
+        if terms == 0 and not self.fit_intercept:
+            raise ValueError(
+                f"degree={self.degree!r} with interaction_only={self.interaction_only} on "
+                f"{n_features} feature(s) gives no terms, and fit_intercept=False leaves no term "
+                "to fit; use a lower min_degree, interaction_only=False or fit_intercept=True."
+            )
         itemsize = torch.empty((), dtype=_DTYPES[self.dtype]).element_size()
         cols = terms + 1 + n_outputs
         # The triangular factor, its SVD and the basis change each hold a cols x cols matrix.
@@ -291,7 +299,7 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         """
         X_t = _tensor(X_rows, setup)
         ZT = ((X_t - setup["x_offset_t"]) / setup["x_scale_t"]).T.contiguous()
-        first = int(self.fit_intercept)
+        first = int(setup["intercept"])
         n_terms = setup["expansion"].n_terms
         buf = ZT.new_empty((first + n_terms + extra_rows, ZT.shape[1]))
         if first:
@@ -324,6 +332,7 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         setup = {
             "device": device,
             "dtype": dtype,
+            "intercept": self.fit_intercept,
             "powers": monomial_powers(n_features, lo, hi, self.interaction_only),
             "expansion": expansion(n_features, lo, hi, self.interaction_only),
             **scaling,
@@ -435,13 +444,10 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
             if _dask.is_dask_collection(X):
                 _dask.fit(self, X, y, sample_weight)
                 return self
+            self._check_params()
             warm = self.warm_start and hasattr(self, "_theta")
-            X, y = validate_data(
-                self, X, y, multi_output=True, y_numeric=True, dtype=[np.float64, np.float32],
-                reset=not warm,
-            )
+            X, y, sample_weight = fit_data(self, X, y, sample_weight, reset=not warm)
             y2 = self._check_outputs(y, reset=not warm)
-            sample_weight = _weights(sample_weight, X)
             scaling = self._partial["scaling"] if warm else self._scaling(X, y2, sample_weight)
             self._fit_arrays(X, y2, sample_weight, scaling)
         return self
@@ -531,7 +537,7 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
             warnings.warn(
                 f"TorchPolyRegressor stopped at max_iter={self.max_iter} before converging "
                 f"(tol={self.tol:g}, optimizer={optimizer_class.__name__}, lr={self.lr:g}). "
-                "Increase max_iter, raise lr, or use the default optimizer='lbfgs'.",
+                "Increase max_iter, tune lr, or use the default optimizer='lbfgs'.",
                 ConvergenceWarning,
             )
 
@@ -562,13 +568,10 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
             The updated estimator.
         """
         with _restore_on_error(self):
+            self._check_params()
             first = not hasattr(self, "_partial")
-            X, y = validate_data(
-                self, X, y, multi_output=True, y_numeric=True, dtype=[np.float64, np.float32],
-                reset=first,
-            )
+            X, y, sample_weight = fit_data(self, X, y, sample_weight, reset=first)
             y2 = self._check_outputs(y, reset=first)
-            sample_weight = _weights(sample_weight, X)
             if first:
                 scaling = self._scaling(X, y2, sample_weight)
                 state = {"R": None, "weight_sum": 0.0, "scaling": scaling}
@@ -649,6 +652,7 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
             result.best_validation_score if self.early_stopping else None
         )
         self.device_ = str(setup["device"])
+        self._terms = (*self._degree_range(), self.interaction_only, self.fit_intercept)
         self._theta = theta
         self._x_offset, self._x_scale = setup["x_offset"], setup["x_scale"]
         self._y_offset, self._y_scale = setup["y_offset"], setup["y_scale"]
@@ -670,15 +674,17 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
             Predictions, float64.
         """
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        X = predict_data(self, X)
         device = prediction_device(self.device_)
         # Predictions are cheap: compute them in float64 unless the device lacks it.
         dtype = torch.float32 if device.type == "mps" else torch.float64
-        lo, hi = self._degree_range()
+        # The fitted terms, not the current parameters: a failed refit may have changed those.
+        lo, hi, interaction_only, intercept = self._terms
         setup = {
             "device": device,
             "dtype": dtype,
-            "expansion": expansion(X.shape[1], lo, hi, self.interaction_only),
+            "intercept": intercept,
+            "expansion": expansion(X.shape[1], lo, hi, interaction_only),
             "x_offset_t": torch.as_tensor(self._x_offset, dtype=dtype, device=device),
             "x_scale_t": torch.as_tensor(self._x_scale, dtype=dtype, device=device),
         }
@@ -721,13 +727,6 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
 def _tensor(array, setup):
     # A copy: inputs may be read-only memory maps, which torch refuses to wrap.
     return torch.tensor(np.asarray(array), dtype=setup["dtype"], device=setup["device"])
-
-
-def _weights(sample_weight, X):
-    sw = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
-    if not sw.sum() > 0:
-        raise ValueError("sample_weight sums to zero; at least one sample needs a positive weight.")
-    return sw
 
 
 def _intercept_row(y_offset, fit_intercept, n_rows):

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 
 
-# The normalized objective growing this much above its first value counts as divergence.
+# The normalized objective growing this much above the constant model's counts as divergence.
 DIVERGENCE_FACTOR = 1e6
 
 
@@ -117,10 +117,8 @@ def train(
                 total_user += seen[0][1] * len(batch)
             loss, user, grad_max = total / n_rows, total_user / n_rows, math.inf
         result.n_iter = it
-        if it == 1:
-            start_loss = loss
-        # A million times worse than where it started is divergence, not a slow start.
-        if not math.isfinite(loss) or loss > DIVERGENCE_FACTOR * max(start_loss, 1e-300):
+        # A million times worse than the constant model is divergence, not a slow start.
+        if not math.isfinite(loss) or loss > DIVERGENCE_FACTOR * objective.constant_model:
             raise _diverged("loss", it, optimizer, lr)
         result.loss_curve.append(user)
         best_user = min(best_user, user)
