@@ -20,6 +20,7 @@ from ._features import expansion, monomial_powers, n_terms, term_names
 from ._losses import LOSSES, resolve_loss
 from ._objective import RowObjective, StatsObjective, _Penalty
 from ._optim import make_optimizer, resolve_optimizer
+from ._threads import in_pool_thread, task_threads
 from ._train import train
 from ._validation import fit_data, predict_data
 from ._persistence import check_state_version
@@ -27,6 +28,8 @@ from ._version import __version__
 
 # Row chunks are sized so one expanded chunk takes about this many bytes on the device.
 CHUNK_BYTES = 32 * 2**20
+# Problems with fewer design entries than this run on one torch thread.
+SMALL_PROBLEM = 2**21
 # The whitened design is kept on the device for non-quadratic losses up to this size.
 CACHE_BYTES = 1 * 2**30
 
@@ -105,11 +108,11 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         Coefficients of the raw monomials listed in ``powers_``.
     intercept_ : float or ndarray of shape (n_targets,)
         Constant term (0.0 when ``fit_intercept=False``).
-    powers_ : ndarray of shape (n_terms, n_features_in_)
+    powers_ : ndarray of shape (n_terms, `n_features_in_`)
         Exponent of each input feature in each term.
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of the features seen during fit, when X had string column names.
     n_iter_ : int
         Iterations run by the last call to ``fit`` or ``partial_fit``.
@@ -254,6 +257,16 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
                 "use degree >= 1 or fit_intercept=True."
             )
         return lo, hi
+
+    def _threads(self, shape):
+        """One torch thread for small problems (and on thread pools); all of them otherwise.
+
+        Below ~2 million design entries, starting and synchronizing a team of threads costs
+        more than it saves, and far more when the cores are shared with other processes.
+        """
+        lo, hi = self._degree_range()
+        size = shape[0] * (n_terms(shape[1], lo, hi, self.interaction_only) + 1)
+        return task_threads(in_pool_thread() or size <= SMALL_PROBLEM)
 
     def _check_params(self):
         """Checks that need no data, done before the data are read."""
@@ -449,7 +462,8 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
             X, y, sample_weight = fit_data(self, X, y, sample_weight, reset=not warm)
             y2 = self._check_outputs(y, reset=not warm)
             scaling = self._partial["scaling"] if warm else self._scaling(X, y2, sample_weight)
-            self._fit_arrays(X, y2, sample_weight, scaling)
+            with self._threads(X.shape):
+                self._fit_arrays(X, y2, sample_weight, scaling)
         return self
 
     def _fit_arrays(self, X, y, sample_weight, scaling):
@@ -572,35 +586,38 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
             first = not hasattr(self, "_partial")
             X, y, sample_weight = fit_data(self, X, y, sample_weight, reset=first)
             y2 = self._check_outputs(y, reset=first)
-            if first:
-                scaling = self._scaling(X, y2, sample_weight)
-                state = {"R": None, "weight_sum": 0.0, "scaling": scaling}
-            else:
-                state = self._partial
-            loss_name, loss_fn = resolve_loss(self.loss, self.epsilon)
-            setup = self._setup(X.shape[1], y2.shape[1], state["scaling"])
-            qr = ChunkedQR()
-            if self._stats_mode(loss_name) or first:
-                if state["R"] is not None:
-                    qr.R = torch.as_tensor(state["R"], dtype=setup["dtype"], device=setup["device"])
-                qr = self._accumulate(X, y2, sample_weight, setup, qr)
-                weight_sum = state["weight_sum"] + float(sample_weight.sum())
-            else:
-                qr.R = torch.as_tensor(state["R"], dtype=setup["dtype"], device=setup["device"])
-                weight_sum = state["weight_sum"]
-            if self._stats_mode(loss_name):
-                self._solve(qr.R, weight_sum, setup, warm=True)
-                return self
-
-            def make_rows(whitening, penalty):
-                return self._row_objective(loss_fn, X, y2, sample_weight, setup, whitening, penalty)
-
-            self._solve(
-                qr.R, weight_sum, setup, make_rows=make_rows, n_rows=X.shape[0],
-                generator=self._generator(), max_iter=1, warn=False, warm=True,
-                optimizer_state=None if first else state.get("optimizer_state"),
-            )
+            with self._threads(X.shape):
+                self._partial_fit_arrays(X, y2, sample_weight, first)
         return self
+
+    def _partial_fit_arrays(self, X, y2, sample_weight, first):
+        """partial_fit on validated arrays (see :meth:`partial_fit` for the two behaviours)."""
+        state = None if first else self._partial
+        if first:
+            state = {"R": None, "weight_sum": 0.0, "scaling": self._scaling(X, y2, sample_weight)}
+        loss_name, loss_fn = resolve_loss(self.loss, self.epsilon)
+        setup = self._setup(X.shape[1], y2.shape[1], state["scaling"])
+        qr = ChunkedQR()
+        if self._stats_mode(loss_name) or first:
+            if state["R"] is not None:
+                qr.R = torch.as_tensor(state["R"], dtype=setup["dtype"], device=setup["device"])
+            qr = self._accumulate(X, y2, sample_weight, setup, qr)
+            weight_sum = state["weight_sum"] + float(sample_weight.sum())
+        else:
+            qr.R = torch.as_tensor(state["R"], dtype=setup["dtype"], device=setup["device"])
+            weight_sum = state["weight_sum"]
+        if self._stats_mode(loss_name):
+            self._solve(qr.R, weight_sum, setup, warm=True)
+            return
+
+        def make_rows(whitening, penalty):
+            return self._row_objective(loss_fn, X, y2, sample_weight, setup, whitening, penalty)
+
+        self._solve(
+            qr.R, weight_sum, setup, make_rows=make_rows, n_rows=X.shape[0],
+            generator=self._generator(), max_iter=1, warn=False, warm=True,
+            optimizer_state=None if first else state.get("optimizer_state"),
+        )
 
     def _check_outputs(self, y, reset):
         """2-D targets; on an update, the number of outputs must match the fitted one."""
@@ -675,6 +692,10 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X = predict_data(self, X)
+        with task_threads(in_pool_thread() or X.size * self._theta.shape[0] <= SMALL_PROBLEM):
+            return self._predict_arrays(X)
+
+    def _predict_arrays(self, X):
         device = prediction_device(self.device_)
         # Predictions are cheap: compute them in float64 unless the device lacks it.
         dtype = torch.float32 if device.type == "mps" else torch.float64
@@ -697,7 +718,7 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         return out[:, 0] if self._y_ndim == 1 else out
 
     def get_feature_names_out(self, input_features=None):
-        """Names of the terms, as :class:`~sklearn.preprocessing.PolynomialFeatures` writes them.
+        """Get the names of the terms, as :class:`~sklearn.preprocessing.PolynomialFeatures` writes them.
 
         Parameters
         ----------

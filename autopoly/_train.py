@@ -16,6 +16,19 @@ class DivergenceError(FloatingPointError):
     """The loss or the parameters became non-finite (or grew a millionfold) during a fit.
 
     The estimator's previous fitted state (if any) is left untouched.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from autopoly import DivergenceError, TorchPolyRegressor
+    >>> x = np.linspace(1.5e5, 3e6, 30).reshape(-1, 1)
+    >>> y = 1e-12 * x.ravel() ** 2 + 3e-6 * x.ravel() + 2
+    >>> raw = TorchPolyRegressor(conditioning=False, optimizer="adam", lr=0.01)
+    >>> try:
+    ...     raw.fit(x, y)
+    ... except DivergenceError:
+    ...     print("diverged; the default conditioning=True converges")
+    diverged; the default conditioning=True converges
     """
 
 

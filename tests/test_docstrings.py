@@ -20,12 +20,7 @@ IGNORED_FOR_METHODS = {"EX01": "the class's Examples section covers its methods"
 
 # Failures found here in files owned elsewhere, with the fix asked for. Strict: once fixed, the
 # entry must go.
-PENDING = {
-    "autopoly.TorchPolyRegressor.get_feature_names_out": (
-        "SS05: summary should start with a verb, e.g. 'Get the names of the terms, ...'"
-    ),
-    "autopoly.DivergenceError": "EX01: a public class needs an Examples section",
-}
+PENDING = {}
 
 
 def _own_functions(cls):
