@@ -225,11 +225,14 @@ def _merge_moments(*parts):
     return out
 
 
-def _block_factor(block, worker_est, n_features, scaling):
-    """The QR factor of ``sqrt(w) * [D, t]`` over one block, as NumPy (the estimator's code)."""
+def _block_factor(block, worker_est, setup):
+    """The QR factor of ``sqrt(w) * [D, t]`` over one block, as NumPy (the estimator's code).
+
+    ``setup`` is the estimator's CPU setup (terms, scalings as tensors), built once on the
+    client and shipped with the task.
+    """
     X, y, w = block
     with task_threads(off_main_thread()):
-        setup = worker_est._setup(n_features, y.shape[1], scaling)
         qr = worker_est._accumulate(X, y, w, setup)
     cols = setup["powers"].shape[0] + int(worker_est.fit_intercept) + y.shape[1]
     if qr.R is None:
@@ -247,7 +250,7 @@ def _merge_factors(*parts):
     return qr.R.numpy()
 
 
-def _block_loss(block, rows, theta, worker_est, n_features, scaling, need_grad):
+def _block_loss(block, rows, theta, worker_est, setup, need_grad):
     """``(weight sum, weighted loss sum, gradient of that sum wrt theta)`` over one block."""
     X, y, w = block
     if rows is not None:
@@ -255,7 +258,6 @@ def _block_loss(block, rows, theta, worker_est, n_features, scaling, need_grad):
     _, loss_fn = resolve_loss(worker_est.loss, worker_est.epsilon)
     # enable_grad: the synchronous scheduler runs this inside the client's autograd forward.
     with task_threads(off_main_thread()), torch.enable_grad():
-        setup = worker_est._setup(n_features, y.shape[1], scaling)
         dtype = setup["dtype"]
         th = torch.tensor(theta, dtype=dtype).requires_grad_(need_grad)
         itemsize = torch.empty((), dtype=dtype).element_size()
@@ -394,7 +396,8 @@ def fit(estimator, X, y, sample_weight):
 
     worker_est = clone(estimator).set_params(device="cpu", warm_start=False, verbose=0)
     setup = estimator._setup(n_features, n_outputs, scaling)
-    factors = [dask.delayed(_block_factor)(b, worker_est, n_features, scaling) for b in blocks]
+    cpu_setup = worker_est._setup(n_features, n_outputs, scaling)
+    factors = [dask.delayed(_block_factor)(b, worker_est, cpu_setup) for b in blocks]
     (R,) = _compute(_tree(_merge_factors, factors))
     R = torch.as_tensor(R, dtype=setup["dtype"], device=setup["device"])
 
@@ -403,8 +406,7 @@ def fit(estimator, X, y, sample_weight):
 
         def make_rows(whitening, penalty):
             return ClusterObjective(
-                blocks, counts, worker_est, n_features, scaling, setup, whitening, penalty,
-                n_outputs,
+                blocks, counts, worker_est, cpu_setup, setup, whitening, penalty, n_outputs,
             )
 
     estimator._solve(
@@ -478,12 +480,10 @@ class ClusterObjective(_Objective):
         Rows per block.
     worker_est : TorchPolyRegressor
         An unfitted CPU clone carrying the parameters the workers need.
-    n_features : int
-        Number of input features.
-    scaling : dict
-        Input and target offsets and scales.
+    cpu_setup : dict
+        The estimator's setup on the CPU (terms, scalings as tensors), for the workers.
     setup : dict
-        The client's setup (device, dtype, target scaling as tensors).
+        The client's setup (device, dtype).
     whitening : Whitening
         The whitening of the design (``M`` maps ``V`` to design coefficients).
     penalty : callable
@@ -492,13 +492,12 @@ class ClusterObjective(_Objective):
         Number of targets.
     """
 
-    def __init__(self, blocks, counts, worker_est, n_features, scaling, setup, whitening,
-                 penalty, n_outputs):
+    def __init__(self, blocks, counts, worker_est, cpu_setup, setup, whitening, penalty,
+                 n_outputs):
         self.blocks = blocks
         self.starts = np.concatenate([[0], np.cumsum(counts)])
         self.worker_est = worker_est
-        self.n_features = n_features
-        self.scaling = scaling
+        self.cpu_setup = cpu_setup
         self.M = whitening.M
         self.penalty = penalty
         self.n_evaluations = 0
@@ -527,8 +526,7 @@ class ClusterObjective(_Objective):
         for block, local in selected:
             parts.append(
                 dask.delayed(_block_loss)(
-                    block, local, theta_np, self.worker_est, self.n_features, self.scaling,
-                    need_grad,
+                    block, local, theta_np, self.worker_est, self.cpu_setup, need_grad,
                 )
             )
         (weight, total, grad), = _compute(_tree(_merge_losses, parts))

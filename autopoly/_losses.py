@@ -1,10 +1,12 @@
 """The data-fit losses, written with torch so that autograd differentiates them.
 
-The built-in losses take ``(y_pred, y_true, sample_weight)`` with predictions and targets of
-shape ``(n_samples, n_outputs)`` and weights of shape ``(n_samples,)``, and return the weighted
-mean over samples of each output, shape ``(n_outputs,)``: outputs are fitted independently, and
-the reported loss is their mean (sklearn's multi-output convention). A user's callable returns
-one scalar for all outputs.
+The built-in losses take ``(y_pred, y_true, weight)`` with predictions and targets of shape
+``(n_samples, n_outputs)`` and weights of shape ``(n_samples,)`` already divided by their total
+over the whole data set (so the per-step loss needs no extra reduction, and chunks simply add
+up), and return the weighted mean over samples of each output, shape ``(n_outputs,)``: outputs
+are fitted independently, and the reported loss is their mean (sklearn's multi-output
+convention). A user's callable receives the raw ``sample_weight`` and returns one scalar for all
+outputs.
 """
 
 import torch
@@ -12,28 +14,29 @@ import torch
 LOSSES = ("squared_error", "huber", "absolute_error")
 
 
-def _weighted_mean(per_element, sample_weight):
-    return (sample_weight @ per_element) / sample_weight.sum()
+def _weighted_mean(per_element, weight):
+    return weight @ per_element
 
 
-def squared_error(y_pred, y_true, sample_weight):
-    """Weighted mean squared error."""
-    return _weighted_mean((y_pred - y_true) ** 2, sample_weight)
+def squared_error(y_pred, y_true, weight):
+    """Weighted mean squared error per output."""
+    residual = y_pred - y_true
+    return _weighted_mean(residual * residual, weight)
 
 
-def absolute_error(y_pred, y_true, sample_weight):
-    """Weighted mean absolute error."""
-    return _weighted_mean((y_pred - y_true).abs(), sample_weight)
+def absolute_error(y_pred, y_true, weight):
+    """Weighted mean absolute error per output."""
+    return _weighted_mean((y_pred - y_true).abs(), weight)
 
 
-def huber(y_pred, y_true, sample_weight, epsilon):
+def huber(y_pred, y_true, weight, epsilon):
     """Weighted mean Huber loss: quadratic within ``epsilon`` (in units of y), linear outside.
 
     Defined as ``r**2 / 2`` for ``|r| <= epsilon`` and ``epsilon * (|r| - epsilon / 2)`` beyond.
     """
     r = (y_pred - y_true).abs()
     quad = torch.clamp(r, max=epsilon)
-    return _weighted_mean(quad * (r - 0.5 * quad), sample_weight)
+    return _weighted_mean(quad * (r - 0.5 * quad), weight)
 
 
 def resolve_loss(loss, epsilon):

@@ -63,7 +63,8 @@ class _Objective:
         return per_output @ self._inv_J0
 
     def user_units(self, per_output):
-        return float(per_output.detach().mean())
+        """The reported objective (mean over outputs), as a 0-d tensor."""
+        return per_output.detach().mean() if per_output.numel() > 1 else per_output.detach()[0]
 
     def evaluate(self, V, rows=None):
         """Normalized objective at ``V`` (all rows or the given row indices); fills ``V.grad``.
@@ -101,11 +102,16 @@ class RowObjective(_Objective):
     it either slices a cached matrix or recomputes the rows from the input chunk by chunk.
     """
 
-    def __init__(self, loss_fn, design, y, sample_weight, y_offset, y_scale, penalty, V_shape, chunks):
+    def __init__(
+        self, loss_fn, design, y, sample_weight, y_offset, y_scale, penalty, V_shape, chunks,
+        builtin=True,
+    ):
         self.loss_fn = loss_fn
         self.design = design
         self.y = y
-        self.w = sample_weight
+        # Built-in losses take weights normalized over all rows; a callable gets them raw.
+        self.builtin = builtin
+        self.w = sample_weight / sample_weight.sum() if builtin else sample_weight
         self.y_offset = y_offset
         self.y_scale = y_scale
         self.penalty = penalty
@@ -128,22 +134,33 @@ class RowObjective(_Objective):
         # A callable loss gives one number for all outputs: add the outputs' mean penalty.
         return loss + (pen if loss.numel() == pen.numel() else pen.mean())
 
+    def _chunk_share(self, rows):
+        """A chunk's part of the whole loss: built-ins already weigh rows over all the data."""
+        if self.builtin:
+            return 1.0
+        return self.w[rows].sum() / self.w.sum()
+
+    def _loss_rows(self, V, rows):
+        loss = self._loss(V, rows)
+        if rows is not None and self.builtin:
+            # A mini-batch is a sample of the data: renormalize its weights to a mean.
+            loss = loss / self.w[rows].sum()
+        return loss
+
     def value(self, V, rows=None):
         if rows is None and self.chunks is not None:
-            total = self.w.sum()
-            loss = sum(self.w[c].sum() / total * self._loss(V, c) for c in self.chunks)
+            loss = sum(self._chunk_share(c) * self._loss(V, c) for c in self.chunks)
         else:
-            loss = self._loss(V, rows)
+            loss = self._loss_rows(V, rows)
         return self._with_penalty(loss, V)
 
     def evaluate(self, V, rows=None):
         if rows is not None or self.chunks is None:
             return super().evaluate(V, rows)
         # Backward chunk by chunk so that only one chunk's graph is alive at a time.
-        total = self.w.sum()
         loss = 0.0
         for c in self.chunks:
-            part = self.w[c].sum() / total * self._loss(V, c)
+            part = self._chunk_share(c) * self._loss(V, c)
             self.normalized(part).backward()
             loss = loss + part.detach()
         if self.penalty(V) is not None:

@@ -423,7 +423,7 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         w_t = _tensor(sample_weight, setup)
         return RowObjective(
             loss_fn, design, y_t, w_t, setup["y_offset_t"], setup["y_scale_t"], penalty,
-            (rank, y.shape[1]), chunks,
+            (rank, y.shape[1]), chunks, builtin=not callable(self.loss),
         )
 
     def _initial_params(self, whitening, setup, n_outputs, warm):

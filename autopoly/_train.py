@@ -107,8 +107,9 @@ def train(
                 optimizer.zero_grad()
                 value, user = objective.evaluate(V)
                 if not first:
-                    grad_max = float(V.grad.abs().max()) if V.numel() else 0.0
-                    first.append((float(value), user, grad_max))
+                    # The gradient test needs a positive tol; skip the reduction otherwise.
+                    grad_max = float(V.grad.abs().max()) if tol > 0 and V.numel() else math.inf
+                    first.append((float(value), float(user), grad_max))
                 return value
 
             optimizer.step(closure)
@@ -122,7 +123,7 @@ def train(
                 def closure(batch=batch, seen=seen):
                     optimizer.zero_grad()
                     value, user = objective.evaluate(V, batch)
-                    seen.append((float(value), user))
+                    seen.append((float(value), float(user)))
                     return value
 
                 optimizer.step(closure)
@@ -163,10 +164,11 @@ def train(
         recent.append(loss)
         # On full batches a stall only counts once the loss has flattened: momentum methods
         # overshoot and climb back for a while, which is not convergence.
-        flat = batch_size is not None or validation is not None or (
-            max(recent) - min(recent) <= tol * max(1.0, abs(best))
-        )
-        if stall >= n_iter_no_change and flat:
+        if stall >= n_iter_no_change and (
+            batch_size is not None
+            or validation is not None
+            or max(recent) - min(recent) <= tol * max(1.0, abs(best))
+        ):
             result.converged = True
             break
     if bar is not None:
@@ -178,7 +180,7 @@ def train(
             final = float(objective.normalized(per_output))
             if math.isfinite(final) and final <= best:
                 best, best_V = final, V.detach().clone()
-                best_user = min(best_user, objective.user_units(per_output))
+                best_user = min(best_user, float(objective.user_units(per_output)))
         if not torch.isfinite(best_V).all():
             raise _diverged("parameters", result.n_iter, optimizer, lr)
         V.copy_(best_V)
