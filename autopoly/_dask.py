@@ -251,10 +251,19 @@ def _merge_factors(*parts):
 
 
 def _block_loss(block, rows, theta, worker_est, setup, need_grad):
-    """``(weight sum, weighted loss sum, gradient of that sum wrt theta)`` over one block."""
+    """``(W, W * loss, W * gradient)`` of one block's weighted-mean loss, ``W`` its weight sum.
+
+    The loss of each row chunk is the estimator's loss function given weights normalized
+    within the chunk, so it is a weighted mean whatever the function's weight convention, and
+    chunks combine by their weight shares. It may be one number per output or one in all;
+    the gradient is that of its sum (outputs are independent problems).
+    """
     X, y, w = block
     if rows is not None:
         X, y, w = X[rows], y[rows], w[rows]
+    weight = float(w.sum())
+    if not weight > 0:  # no rows, or only rows that weigh nothing: adds nothing
+        return 0.0, None, None
     _, loss_fn = resolve_loss(worker_est.loss, worker_est.epsilon)
     # enable_grad: the synchronous scheduler runs this inside the client's autograd forward.
     with task_threads(off_main_thread()), torch.enable_grad():
@@ -264,24 +273,29 @@ def _block_loss(block, rows, theta, worker_est, setup, need_grad):
         total = 0.0
         for c in worker_est._chunks(X.shape[0], theta.shape[0] + y.shape[1], itemsize):
             w_c = torch.tensor(w[c], dtype=dtype)
-            weight = w_c.sum()
-            if not weight > 0:  # an all-zero-weight chunk adds nothing (and would give 0/0)
+            chunk_weight = w_c.sum()
+            if not chunk_weight > 0:
                 continue
             D = worker_est._design(X[c], setup)
             y_hat = setup["y_offset_t"] + setup["y_scale_t"] * (D @ th)
-            part = weight * loss_fn(y_hat, torch.tensor(y[c], dtype=dtype), w_c)
+            y_c = torch.tensor(y[c], dtype=dtype)
+            part = chunk_weight * loss_fn(y_hat, y_c, w_c / chunk_weight)
             if need_grad:
-                part.backward()
-            total += float(part.detach())
-    grad = th.grad.numpy() if need_grad and th.grad is not None else np.zeros_like(theta)
-    return float(w.sum()), total, grad
+                part.sum().backward()
+            total = total + part.detach()
+    grad = th.grad.numpy() if need_grad and th.grad is not None else None
+    return weight, np.asarray(total.numpy()), grad
 
 
 def _merge_losses(*parts):
+    parts = [p for p in parts if p[1] is not None]
+    if not parts:
+        return 0.0, None, None
+    grads = [p[2] for p in parts if p[2] is not None]
     return (
         sum(p[0] for p in parts),
-        sum(p[1] for p in parts),
-        np.sum([p[2] for p in parts], axis=0),
+        np.sum([p[1] for p in parts], axis=0),
+        np.sum(grads, axis=0) if grads else None,
     )
 
 
@@ -456,12 +470,14 @@ class _ClusterLoss(torch.autograd.Function):
     def forward(ctx, theta, objective, rows, need_grad):
         value, grad = objective._evaluate_blocks(theta.detach(), rows, need_grad)
         ctx.save_for_backward(grad)
-        return theta.new_tensor(value)
+        return value
 
     @staticmethod
     def backward(ctx, grad_output):
         (grad,) = ctx.saved_tensors
-        return grad_output * grad, None, None, None
+        # Output k's loss depends on column k of theta only: scale the columns (a loss with
+        # one value for all outputs broadcasts).
+        return grad * grad_output, None, None, None
 
 
 class ClusterObjective(_Objective):
@@ -469,8 +485,9 @@ class ClusterObjective(_Objective):
 
     The optimizer's parameters ``V`` stay on the client; each evaluation sends the design
     coefficients ``theta = M @ V`` (``n_design x n_outputs`` numbers) to the blocks and gets
-    back their weighted loss sums and gradients, summed by a reduction tree. ``rows`` (global
-    row indices of a mini-batch) are mapped to the blocks that hold them.
+    back their weighted losses and gradients, summed by a reduction tree; the penalty is added
+    here. ``rows`` (global row indices of a mini-batch) are mapped to the blocks that hold
+    them, and the batch's loss is its weighted mean, as in memory.
 
     Parameters
     ----------
@@ -501,12 +518,18 @@ class ClusterObjective(_Objective):
         self.M = whitening.M
         self.penalty = penalty
         self.n_evaluations = 0
+        self.loss_shape = ()
         self._finish_init((whitening.rank, n_outputs), setup["device"], setup["dtype"])
 
     def value(self, V, rows=None):
         theta = self.M @ V
         need_grad = torch.is_grad_enabled() and theta.requires_grad
-        return _ClusterLoss.apply(theta, self, rows, need_grad) + self.penalty(V)
+        loss = _ClusterLoss.apply(theta, self, rows, need_grad)
+        penalty = self.penalty(V)
+        if penalty is None:
+            return loss
+        # As in memory: a loss with one value for all outputs gets the outputs' mean penalty.
+        return loss + (penalty if penalty.numel() == loss.numel() else penalty.mean())
 
     def _evaluate_blocks(self, theta, rows, need_grad):
         import dask
@@ -529,10 +552,17 @@ class ClusterObjective(_Objective):
                     block, local, theta_np, self.worker_est, self.cpu_setup, need_grad,
                 )
             )
+        if not parts:
+            raise ValueError("The requested rows are outside the data; this is a bug in autopoly.")
         (weight, total, grad), = _compute(_tree(_merge_losses, parts))
         self.n_evaluations += 1
-        grad = torch.as_tensor(grad / weight, dtype=theta.dtype, device=theta.device)
-        return total / weight, grad
+        if total is None:  # every selected row weighs nothing: a zero loss, flat
+            return theta.new_zeros(self.loss_shape), torch.zeros_like(theta)
+        value = torch.as_tensor(total / weight, dtype=theta.dtype, device=theta.device)
+        self.loss_shape = value.shape
+        if grad is None:
+            return value, torch.zeros_like(theta)
+        return value, torch.as_tensor(grad / weight, dtype=theta.dtype, device=theta.device)
 
 
 # ----------------------------------------------------------------------------------- predict

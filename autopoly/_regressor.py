@@ -545,7 +545,8 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
             "R": R_aug.detach().cpu().numpy(),
             "weight_sum": weight_sum,
             "scaling": {k: setup[k] for k in ("x_offset", "x_scale", "y_offset", "y_scale")},
-            "optimizer_state": _state_to_numpy(optimizer.state_dict()),
+            # Only a row-wise partial_fit resumes the optimizer; the quadratic restarts it.
+            "optimizer_state": None if make_rows is None else _state_to_numpy(optimizer.state_dict()),
         }
         if warn and not result.converged:
             warnings.warn(

@@ -41,7 +41,32 @@ def parser(description):
         help="device for autopoly's fits: 'cpu' (default) or 'cuda'; peers run on the CPU",
     )
     p.add_argument("--repeat", type=int, default=None, help="timed repetitions per method")
+    p.add_argument(
+        "--threads", type=int, default=None,
+        help="limit every library (torch, OpenBLAS, OpenMP) to this many threads; default: "
+             "each library's own choice",
+    )
     return p
+
+
+def apply_threads(threads):
+    """Limit torch's and the BLAS/OpenMP thread pools for the rest of the process.
+
+    Returns a description for the report. Limiting to one thread compares the methods' work
+    without their threading; it also shields torch from the slowdown its OpenMP threads suffer
+    when the machine is loaded by other processes (see ``profile_fit.py``).
+    """
+    if threads is None:
+        apply_threads.description = "each library's default"
+        return apply_threads.description
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(threads)
+    # Kept alive for the whole process on purpose: the limit must outlast this call.
+    apply_threads.limits = threadpool_limits(limits=threads)
+    apply_threads.description = f"limited to {threads} (torch.set_num_threads, threadpoolctl)"
+    return apply_threads.description
 
 
 def check_device(device):
@@ -94,6 +119,7 @@ def environment():
             os.environ.get(k, "unset") for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
         ),
         "load average at start (1, 5, 15 min)": loadavg(),
+        "threads": getattr(apply_threads, "description", "each library's default"),
     }
 
 

@@ -72,6 +72,7 @@ def main():
     args = C.parser(__doc__.split("\n")[0]).parse_args()
     device = C.check_device(args.device)
     out = C.prepare_out(args.out)
+    C.apply_threads(args.threads)
     quick = args.quick
     env = C.environment()
     print(C.environment_markdown(env))

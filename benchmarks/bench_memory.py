@@ -191,9 +191,11 @@ def child(method, n_rows, n_features, repeat, device):
     }))
 
 
-def run_child(method, n_rows, n_features, repeat, device):
+def run_child(method, n_rows, n_features, repeat, device, threads):
     cmd = [sys.executable, __file__, "--child", method, "--rows", str(n_rows),
            "--features", str(n_features), "--repeat", str(repeat), "--device", device]
+    if threads is not None:
+        cmd += ["--threads", str(threads)]
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -222,6 +224,7 @@ def main():
                    help="run Ridge only while available memory exceeds this many expanded "
                         "matrices (default 2.6: the expanded matrix, its centred copy, slack)")
     args = p.parse_args()
+    C.apply_threads(args.threads)
     if args.child:
         child(args.child, args.rows, args.features, args.repeat or 1, args.device)
         return
@@ -252,7 +255,7 @@ def main():
             reps = 1 if method.startswith("PolynomialFeatures") else repeat
             print(f"{method}: {n:,} rows ...", flush=True)
             r = run_child(method, n, n_features, reps,
-                          device if method.startswith("autopoly") else "cpu")
+                          device if method.startswith("autopoly") else "cpu", args.threads)
             r["expanded"] = n * terms * 8
             results.append(r)
             print(f"  {min(r['times']):.2f} s, peak {r['fit_peak_rss'] / 2**20:.0f} MiB",

@@ -116,7 +116,7 @@ def _where(filename, line, func):
 
 
 def micro_chunk(quick):
-    """Per 32 MiB chunk of the 10-feature degree-3 design: QR update vs Gram vs expansion."""
+    """Per 32 MiB chunk of the 10-feature degree-3 design: QR updates vs Gram vs expansion."""
     import torch
 
     cols = 286 + 1  # design with the constant, plus the target column
@@ -125,15 +125,27 @@ def micro_chunk(quick):
         rows //= 8
     g = torch.Generator().manual_seed(0)
     B = torch.randn(rows, cols, dtype=torch.float64, generator=g)
+    B_colmajor = B.T.contiguous().T  # how _accumulate now lays the chunk out (LAPACK's order)
     R = torch.linalg.qr(B[:2 * cols], mode="r").R
     G = torch.zeros(cols, cols, dtype=torch.float64)
+
+    def two_stage():
+        Rc = torch.linalg.qr(B_colmajor, mode="r").R
+        return torch.linalg.qr(torch.cat([R, Rc]), mode="r").R
+
     out = [
-        ("torch.linalg.qr(cat([R, chunk]), mode='r') (what _accumulate does)",
-         best_of(lambda: torch.linalg.qr(torch.cat([R, B]), mode="r"))),
-        ("torch.linalg.qr(chunk, mode='r') alone",
-         best_of(lambda: torch.linalg.qr(B, mode="r"))),
-        ("Gram update G += chunk.T @ chunk (syrk-like)", best_of(lambda: G.addmm_(B.T, B))),
-        ("numpy: chunk.T @ chunk", best_of(lambda: B.numpy().T @ B.numpy())),
+        ("qr(cat([R, chunk])), chunk row-major", best_of(
+            lambda: torch.linalg.qr(torch.cat([R, B]), mode="r"))),
+        ("qr(cat([R, chunk])), chunk column-major (cat makes it row-major again)", best_of(
+            lambda: torch.linalg.qr(torch.cat([R, B_colmajor]), mode="r"))),
+        ("qr(chunk) alone, column-major", best_of(
+            lambda: torch.linalg.qr(B_colmajor, mode="r"))),
+        ("two-stage: qr(chunk), then qr(cat([R, R_chunk])) (no copy of the chunk)",
+         best_of(two_stage)),
+        ("Gram update G.addmm_(chunk.T, chunk), column-major", best_of(
+            lambda: G.addmm_(B_colmajor.T, B_colmajor))),
+        ("NumPy chunk.T @ chunk (what Ridge's cholesky solver does)", best_of(
+            lambda: B.numpy().T @ B.numpy())),
     ]
     try:
         from autopoly._features import Expansion
@@ -259,6 +271,7 @@ def micro_threads(quick):
 def main():
     args = C.parser(__doc__.split("\n")[0]).parse_args()
     out = C.prepare_out(args.out)
+    C.apply_threads(args.threads)
     quick = args.quick
     top = 12
     md = ["# profile_fit: where autopoly's fit time goes", "",
