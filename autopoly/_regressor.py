@@ -90,8 +90,11 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         Optimize in the whitened parametrization. ``False`` optimizes the raw coefficients of
         the raw monomials directly, as a hand-written torch loop would (for comparison).
     dtype : {'float64', 'float32'}, default='float64'
-        Precision of the computation. float64 reaches the least-squares optimum to about 1e-12
-        relative; float32 is faster on GPUs and accurate to about 1e-5.
+        Precision of the fit's computation (predictions are always computed in float64).
+        float64 reaches the least-squares optimum to about 1e-12 relative. float32 is faster
+        on GPUs; with centred terms (the default: ``fit_intercept=True`` and a lowest degree of
+        at most 1) coefficients agree with float64 to about 1e-5, without centring the terms
+        are far more collinear in float32 and can lose several more digits.
     device : str, default='cpu'
         Where to compute: 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto' (the best available).
     warm_start : bool, default=False
