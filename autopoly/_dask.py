@@ -159,11 +159,28 @@ def _target_shape(y):
 
 
 def _prepare_block(X, y, w, index, n_features, n_outputs):
-    """One validated row block on the worker: (X float, y of shape (n, n_outputs), weights)."""
+    """One validated row block on the worker: (X float, y of shape (n, n_outputs), weights).
+
+    The checks and messages are the in-memory fit's, prefixed with the block, whose rows are
+    counted from its start.
+    """
     from sklearn.utils.validation import check_array, check_non_negative
 
-    X = check_array(X, dtype=[np.float64, np.float32], input_name="X", ensure_min_samples=0)
-    y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y", ensure_min_samples=0)
+    from ._validation import explain
+
+    raw = {"X": X, "y": y, "sample_weight": w}
+    try:
+        X = check_array(X, dtype=[np.float64, np.float32], input_name="X", ensure_min_samples=0)
+        y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y",
+                        ensure_min_samples=0)
+        if w is not None:
+            w = check_array(w, ensure_2d=False, dtype=np.float64, input_name="sample_weight",
+                            ensure_min_samples=0)
+            if w.size:
+                check_non_negative(w, "`sample_weight`")
+    except ValueError as exc:
+        reason = explain(exc, raw["X"], raw["y"], raw["sample_weight"])
+        raise ValueError(f"In block {index} of the dask collections: {reason}") from exc
     if X.shape[1] != n_features:
         raise ValueError(f"Block {index} of X has {X.shape[1]} columns, expected {n_features}.")
     y = y.reshape(-1, 1) if y.ndim == 1 else y
@@ -175,17 +192,12 @@ def _prepare_block(X, y, w, index, n_features, n_outputs):
         )
     if w is None:
         return X, y, np.ones(X.shape[0])
-    w = check_array(
-        w, ensure_2d=False, dtype=np.float64, input_name="sample_weight", ensure_min_samples=0
-    )
     if w.ndim != 1 or w.shape[0] != X.shape[0]:
         raise ValueError(
             f"Block {index} of X has {X.shape[0]} rows but the same block of sample_weight has "
             f"shape {w.shape}; give sample_weight one entry per row of X, with the same row "
             "chunks (dask arrays) or partitions (dask dataframes)."
         )
-    if w.size:
-        check_non_negative(w, "`sample_weight`")
     return X, y, w
 
 
@@ -361,6 +373,7 @@ def fit(estimator, X, y, sample_weight):
     from sklearn.base import clone
     from sklearn.utils.validation import _check_feature_names
 
+    estimator._check_params()  # the checks that need no data, before reading any
     if y is None:
         raise ValueError("TorchPolyRegressor requires y to be passed, but the target y is None.")
     if estimator.early_stopping:

@@ -1,6 +1,7 @@
 """Fitting on Dask collections: exact statistics on a real cluster, other losses, the joblib
 backend, streaming with partial_fit, lazy predictions and the thread budget."""
 
+import os
 import subprocess
 import sys
 import threading
@@ -27,10 +28,15 @@ CHUNK = 20_000
 
 @pytest.fixture(scope="module")
 def client():
+    environ = dict(os.environ)
     cluster = distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
         dashboard_address=None,
     )
+    # The nanny leaves its pre-spawn-environ (OMP_NUM_THREADS=1, ...) in this process's
+    # environment, which later loky workers would inherit: keep the session's as it was.
+    os.environ.clear()
+    os.environ.update(environ)
     with distributed.Client(cluster) as c:
         yield c
     cluster.close()
@@ -363,12 +369,15 @@ def test_clear_errors_for_bad_values():
     X, y = _errors_data()
     with dask.config.set(scheduler="sync"):
         X_nan = da.where(da.arange(X.shape[0], chunks=250)[:, None] == 600, np.nan, X)
-        with pytest.raises(ValueError, match="Input X contains NaN"):
+        # The in-memory messages, with the block and the row counted from its start.
+        with pytest.raises(ValueError, match=r"In block 2 .*Input X contains NaN \(first at row 100"):
             TorchPolyRegressor().fit(X_nan, y)
         with pytest.raises(ValueError, match="Input y contains NaN"):
             TorchPolyRegressor().fit(X, da.where(y > 0, np.nan, y))
-        with pytest.raises(ValueError, match="Negative values in data passed to `sample_weight`"):
+        with pytest.raises(ValueError, match="sample_weight has negative values"):
             TorchPolyRegressor().fit(X, y, sample_weight=-da.ones(X.shape[0], chunks=250))
+        with pytest.raises(ValueError, match="degree=\\(2, 1\\)"):  # before reading data
+            TorchPolyRegressor(degree=(2, 1)).fit(X, y)
         with pytest.raises(ValueError, match="at least one non-zero number"):
             TorchPolyRegressor().fit(X, y, sample_weight=da.zeros(X.shape[0], chunks=250))
         with pytest.raises(ValueError, match="Expected a 2D dask array"):
