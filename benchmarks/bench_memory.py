@@ -100,8 +100,8 @@ class Sampler(threading.Thread):
     def finish(self):
         self.stop.set()
         self.join()
-        step = max(1, len(self.samples) // 300)
-        return self.samples[::step]
+        step = max(1, len(self.samples) // 100)
+        return [(round(t, 3), rss) for t, rss in self.samples[::step]]
 
 
 # --------------------------------------------------------------------------- the methods

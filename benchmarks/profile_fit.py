@@ -158,6 +158,97 @@ def micro_chunk(quick):
     return rows, cols, out
 
 
+def slice_expansion(ZT, degree):
+    """PolynomialFeatures' recurrence on a ``(n_features, n)`` buffer: no gathers.
+
+    Terms of degree ``d`` that end in feature ``j`` are the contiguous block of degree ``d - 1``
+    terms from feature ``j``'s first one on, times row ``j`` (scikit-learn's ``_polynomial.py``
+    computes its dense output this way). Same terms, same order as ``Expansion``.
+    """
+    n_features, n = ZT.shape
+    from math import comb
+
+    n_terms = comb(n_features + degree, degree) - 1
+    out = ZT.new_empty((n_terms, n))
+    out[:n_features] = ZT
+    index = list(range(n_features)) + [n_features]
+    current = n_features
+    for _ in range(2, degree + 1):
+        new_index, end = [], index[-1]
+        for j in range(n_features):
+            start = index[j]
+            new_index.append(current)
+            stop = current + end - start
+            torch_mul(out[start:end], ZT[j], out[current:stop])
+            current = stop
+        new_index.append(current)
+        index = new_index
+    return out
+
+
+def torch_mul(a, row, out):
+    import torch
+
+    torch.mul(a, row, out=out)
+
+
+def micro_target1(quick):
+    """Target 1's shape (1e5 x 5, degree 3): each stage of autopoly's pass against its rivals."""
+    import torch
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import PolynomialFeatures
+
+    n = 5_000 if quick else 100_000
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((n, 5))
+    y = rng.standard_normal(n)
+    Z = torch.tensor(X)
+    ZT = Z.T.contiguous()
+    out = []
+    try:
+        from autopoly._features import Expansion
+
+        exp = Expansion(5, 0, 3, False)
+        ref = exp(Z)
+        out.append(("autopoly Expansion (gather + multiply per degree)", best_of(lambda: exp(Z))))
+        ok = torch.allclose(slice_expansion(ZT, 3).T, ref)
+    except Exception as exc:  # a private helper moved: say so, do not fail
+        out.append((f"autopoly Expansion: skipped ({type(exc).__name__})", float("nan")))
+        ok = None
+    out.append((f"slice recurrence, no gathers (same terms and order: {ok})",
+                best_of(lambda: slice_expansion(ZT, 3))))
+    pf = PolynomialFeatures(3, include_bias=True).fit(X[:10])
+    out.append(("sklearn PolynomialFeatures.transform (with the constant)",
+                best_of(lambda: pf.transform(X))))
+    D = torch.tensor(pf.transform(X))
+    A = torch.cat([D, torch.tensor(y)[:, None]], 1).T.contiguous().T  # column-major [D, t]
+    rows = (32 * 2**20) // (A.shape[1] * 8)
+
+    def chunked_qr(two_stage):
+        R = None
+        for i in range(0, n, rows):
+            C = A[i:i + rows]
+            if two_stage:
+                C = torch.linalg.qr(C, mode="r").R
+            R = torch.linalg.qr(C if R is None else torch.cat([R, C]), mode="r").R
+        return R
+
+    out += [
+        (f"QR pass as _accumulate does it (qr(cat([R, chunk])), {rows:,}-row chunks)",
+         best_of(lambda: chunked_qr(False))),
+        ("QR pass, two-stage (qr(chunk), then qr(cat([R, R_chunk])))",
+         best_of(lambda: chunked_qr(True))),
+        ("Gram pass in torch (A.T @ A) + Cholesky", best_of(
+            lambda: torch.linalg.cholesky(A.T @ A))),
+        ("Gram in NumPy (A.T @ A)", best_of(lambda: A.numpy().T @ A.numpy())),
+        ("the peer: PolynomialFeatures + Ridge(cholesky) fit", best_of(
+            lambda: make_pipeline(PolynomialFeatures(3, include_bias=False),
+                                  Ridge(alpha=0.0, solver="cholesky")).fit(X, y), 3)),
+    ]
+    return n, out
+
+
 def micro_basis_change():
     """The raw-basis change matrix, built twice per fit (penalty map and _store)."""
     out = []
@@ -242,29 +333,50 @@ def micro_step_overhead(quick):
 
 
 def micro_threads(quick):
-    """The same small and large kernels with torch's default threads and with one."""
+    """Kernels of a fit with torch's default threads and with one, on the machine as it is
+    and beside one competing CPU-bound process (a busy loop this function starts and stops).
+
+    LAPACK's QR synchronizes its threads at every column panel: when another process holds a
+    core, each of those barriers waits for a descheduled thread.
+    """
+    import subprocess
+    import sys
+
     import torch
 
     default = torch.get_num_threads()
     cols = 287
     rows = (32 * 2**20) // (cols * 8) // (8 if quick else 1)
     g = torch.Generator().manual_seed(0)
-    B = torch.randn(rows, cols, dtype=torch.float64, generator=g)
+    B = torch.randn(rows, cols, dtype=torch.float64, generator=g).T.contiguous().T
     S = torch.linalg.qr(B[:2 * cols], mode="r").R
     kernels = [
-        (f"svd of the {cols - 1}x{cols - 1} factor (Whitening)",
-         lambda: torch.linalg.svd(S[:-1, :-1], full_matrices=False)),
-        (f"qr of a {rows}x{cols} chunk", lambda: torch.linalg.qr(B, mode="r")),
+        (f"qr of a {rows}x{cols} chunk (column-major)", lambda: torch.linalg.qr(B, mode="r")),
+        ("Gram of the chunk (chunk.T @ chunk)", lambda: B.T @ B),
+        (f"solve_triangular with the {cols - 1}x{cols - 1} factor (Whitening)",
+         lambda: torch.linalg.solve_triangular(
+             S[:-1, :-1], torch.eye(cols - 1, dtype=S.dtype), upper=True)),
     ]
+    burner_code = "import time\nend = time.time() + 300\nwhile time.time() < end:\n    pass\n"
     out = []
-    for name, fn in kernels:
-        t_default = best_of(fn)
-        torch.set_num_threads(1)
+    for condition in ("machine as it is", "beside one busy process"):
+        burner = None
+        if condition != "machine as it is":
+            burner = subprocess.Popen([sys.executable, "-c", burner_code])
+            time.sleep(0.5)
         try:
-            t_one = best_of(fn)
+            for name, fn in kernels:
+                t_default = best_of(fn, 3)
+                torch.set_num_threads(1)
+                try:
+                    t_one = best_of(fn, 3)
+                finally:
+                    torch.set_num_threads(default)
+                out.append((condition, name, t_default * 1e3, t_one * 1e3, t_default / t_one))
         finally:
-            torch.set_num_threads(default)
-        out.append((name, t_default * 1e3, t_one * 1e3))
+            if burner is not None:
+                burner.terminate()
+                burner.wait()
     return default, out
 
 
@@ -299,6 +411,9 @@ def main():
     md += ["## Micro: one 32 MiB chunk of the 10-feature, degree-3 design", "",
            f"Chunk of {rows:,} rows x {cols} columns (design, constant and target).", "",
            C.markdown_table(["operation", "time (ms)"], [(n, t * 1e3) for n, t in chunk]), ""]
+    n_t1, t1 = micro_target1(quick)
+    md += [f"## Micro: target 1's shape ({n_t1:,} x 5, degree 3), stage by stage", "",
+           C.markdown_table(["stage", "time (ms)"], [(n, t * 1e3) for n, t in t1]), ""]
     md += ["## Micro: raw-basis change (`binomial_basis_change`, built twice per fit)", "",
            C.markdown_table(["terms", "time (ms)", "matrix"],
                             [(n, t * 1e3, s) for n, t, s in micro_basis_change()]), ""]
@@ -307,8 +422,11 @@ def main():
            C.markdown_table(["variant", "us per step", "ratio to hand loop"], over), ""]
     default, threads = micro_threads(quick)
     md += [f"## Micro: torch threads ({default} by default) against one", "",
-           C.markdown_table(["kernel", f"{default} threads (ms)", "1 thread (ms)"], threads),
-           ""]
+           "With another CPU-bound process on the machine (here a busy loop started for the "
+           "measurement), torch's OpenMP threads wait at every barrier for a descheduled "
+           "thread.", "",
+           C.markdown_table(["condition", "kernel", f"{default} threads (ms)", "1 thread (ms)",
+                             "ratio"], threads), ""]
     md += ["## Summary of the scenarios", "",
            C.markdown_table(["scenario", "fit (ms, best of 3)"], summary), ""]
     (out / "profile.md").write_text("\n".join(md))
