@@ -249,6 +249,75 @@ def micro_target1(quick):
     return n, out
 
 
+PAGE_FAULT_CHILD = """
+import json, resource, sys, time
+import numpy as np
+import torch
+n, f, chunk, repeat, threads = (int(a) for a in sys.argv[1:6])
+if threads > 0:
+    torch.set_num_threads(threads)
+import autopoly._regressor as regressor
+from autopoly import TorchPolyRegressor
+regressor.CHUNK_BYTES = chunk
+rng = np.random.default_rng(0)
+X = rng.standard_normal((n, f))
+y = X[:, 0] ** 3 + rng.standard_normal(n)
+TorchPolyRegressor(degree=3).fit(X[:2000], y[:2000])  # imports and plans, not the big buffers
+rows = []
+for _ in range(repeat):
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
+    start = time.perf_counter()
+    TorchPolyRegressor(degree=3).fit(X, y)
+    t = time.perf_counter() - start
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    rows.append((t, r1.ru_minflt - r0.ru_minflt, (r1.ru_stime - r0.ru_stime) * 1e3))
+print(json.dumps(rows))
+"""
+
+
+def micro_page_faults(quick):
+    """The fit with the current row-chunk size against smaller chunks: time and page faults.
+
+    Each configuration runs in a fresh process (a long-lived process's heap has often grown
+    enough to hide the effect): the first fit there and the best of the next ones. Buffers over
+    glibc's largest dynamic mmap threshold (32 MiB on 64-bit Linux) are mapped fresh on every
+    allocation and unmapped on free, so every chunk's buffers page-fault anew. The child patches
+    ``autopoly._regressor.CHUNK_BYTES``.
+    """
+    import json
+    import subprocess
+    import sys
+
+    import torch
+
+    import autopoly._regressor as regressor
+
+    if not hasattr(regressor, "CHUNK_BYTES"):
+        return [("skipped: autopoly._regressor.CHUNK_BYTES is gone", "", float("nan"), 0, 0.0,
+                 float("nan"))]
+    current = regressor.CHUNK_BYTES
+    threads = torch.get_num_threads()
+    cases = [(5_000 if quick else 100_000, 5), (20_000 if quick else 200_000, 10)]
+    out = []
+    for n, f in cases:
+        for chunk in dict.fromkeys([current, 16 * 2**20, 8 * 2**20]):
+            proc = subprocess.run(
+                [sys.executable, "-c", PAGE_FAULT_CHILD, str(n), str(f), str(chunk),
+                 "1" if quick else "3", str(threads)],
+                capture_output=True, text=True,
+            )
+            if proc.returncode != 0:
+                out.append((f"{n:,} x {f}: failed ({proc.stderr.strip()[-200:]})", "",
+                            float("nan"), 0, 0.0, float("nan")))
+                continue
+            runs = json.loads(proc.stdout.strip().splitlines()[-1])
+            first = runs[0]
+            best = min(runs)
+            out.append((f"{n:,} x {f}, degree 3", f"{chunk / 2**20:g} MiB", first[0] * 1e3,
+                        first[1], first[2], best[0] * 1e3))
+    return out
+
+
 def micro_basis_change():
     """The raw-basis change matrix, built twice per fit (penalty map and _store)."""
     out = []
@@ -279,12 +348,12 @@ def micro_step_overhead(quick):
     F = torch.stack([torch.ones_like(xt), xt, xt**2], 1)
     w_t = torch.ones(20, dtype=torch.float64)
 
-    def loop(bookkeeping=False, weighted=False, closure=False):
+    def loop(clone=False, syncs=False, weighted=False, closure=False):
         w = torch.zeros(3, dtype=torch.float64, requires_grad=True)
         opt = torch.optim.NAdam([w], lr=0.01)
         for _ in range(steps):
-            if bookkeeping:
-                before = w.detach().clone()  # noqa: F841  (best_V candidate)
+            if clone:
+                before = w.detach().clone()  # noqa: F841  (the estimator's best-V candidate)
 
             def step_closure():
                 opt.zero_grad()
@@ -293,12 +362,13 @@ def micro_step_overhead(quick):
                     per_output = (w_t @ (r * r)) / w_t.sum()
                     loss = (per_output / 1.0).sum()
                 else:
+                    per_output = None
                     loss = torch.mean((F @ w - yt) ** 2)
                 loss.backward()
-                if bookkeeping:
+                if syncs:
                     float(loss)
-                    float(per_output.detach().mean()) if weighted else None
-                    float(w.grad.abs().max())
+                    if per_output is not None:
+                        float(per_output.detach().mean())
                 return loss
 
             if closure:
@@ -306,7 +376,7 @@ def micro_step_overhead(quick):
             else:
                 step_closure()
                 opt.step()
-            if bookkeeping:
+            if syncs:
                 bool(torch.isfinite(w).all())
 
     def estimator():
@@ -319,10 +389,11 @@ def micro_step_overhead(quick):
     variants = [
         ("hand loop (tutorial)", lambda: loop()),
         ("+ optimizer.step(closure)", lambda: loop(closure=True)),
-        ("+ per-step syncs: clone V, float(loss), float(max |grad|), isfinite(V)",
-         lambda: loop(bookkeeping=True, closure=True)),
-        ("+ weighted per-output loss graph (sample_weight @ r**2 / sum, / J0)",
-         lambda: loop(bookkeeping=True, closure=True, weighted=True)),
+        ("+ clone V every step (best-V candidate)", lambda: loop(clone=True, closure=True)),
+        ("+ host syncs: float(loss), isfinite(V).all()",
+         lambda: loop(clone=True, syncs=True, closure=True)),
+        ("+ weighted per-output loss graph and its float (w @ r**2 / sum(w), / J0, mean)",
+         lambda: loop(clone=True, syncs=True, closure=True, weighted=True)),
         ("TorchPolyRegressor (tutorial loop config)", estimator),
     ]
     repeat = 1 if quick else 7
@@ -389,7 +460,7 @@ def main():
     md = ["# profile_fit: where autopoly's fit time goes", "",
           "Generated by `benchmarks/profile_fit.py`" + (" --quick" if quick else "")
           + ". Times in milliseconds; *share* is of the profiled run's total.", ""]
-    import torch  # noqa: F401  (so that the environment table shows the thread count)
+    import torch  # before the environment table, so that it shows the thread count
 
     env = C.environment()
     md += [C.environment_markdown(env), ""]
@@ -414,19 +485,28 @@ def main():
     n_t1, t1 = micro_target1(quick)
     md += [f"## Micro: target 1's shape ({n_t1:,} x 5, degree 3), stage by stage", "",
            C.markdown_table(["stage", "time (ms)"], [(n, t * 1e3) for n, t in t1]), ""]
+    md += ["## Micro: row-chunk size, page faults and system time", "",
+           "Buffers larger than glibc's largest dynamic mmap threshold (32 MiB) are mapped "
+           "fresh at every allocation, so each chunk's buffers fault their pages in again.", "",
+           C.markdown_table(["fit (fresh process)", "CHUNK_BYTES", "first fit (ms)",
+                             "its minor page faults", "its system time (ms)",
+                             "best later fit (ms)"], micro_page_faults(quick)), ""]
     md += ["## Micro: raw-basis change (`binomial_basis_change`, built twice per fit)", "",
            C.markdown_table(["terms", "time (ms)", "matrix"],
                             [(n, t * 1e3, s) for n, t, s in micro_basis_change()]), ""]
     steps, over = micro_step_overhead(quick)
     md += [f"## Micro: per-step cost of {steps} NAdam steps on the tutorial task", "",
            C.markdown_table(["variant", "us per step", "ratio to hand loop"], over), ""]
-    default, threads = micro_threads(quick)
-    md += [f"## Micro: torch threads ({default} by default) against one", "",
-           "With another CPU-bound process on the machine (here a busy loop started for the "
-           "measurement), torch's OpenMP threads wait at every barrier for a descheduled "
-           "thread.", "",
-           C.markdown_table(["condition", "kernel", f"{default} threads (ms)", "1 thread (ms)",
-                             "ratio"], threads), ""]
+    default, threads = micro_threads(quick) if torch.get_num_threads() > 1 else (1, [])
+    if threads:
+        md += [f"## Micro: torch threads ({default} by default) against one", "",
+               "With another CPU-bound process on the machine (here a busy loop started for "
+               "the measurement), torch's OpenMP threads wait at every barrier for a "
+               "descheduled thread.", "",
+               C.markdown_table(["condition", "kernel", f"{default} threads (ms)",
+                                 "1 thread (ms)", "ratio"], threads), ""]
+    else:
+        md += ["## Micro: torch threads", "", "Skipped: this run is limited to one thread.", ""]
     md += ["## Summary of the scenarios", "",
            C.markdown_table(["scenario", "fit (ms, best of 3)"], summary), ""]
     (out / "profile.md").write_text("\n".join(md))
