@@ -141,7 +141,10 @@ def _aligned_blocks(X, y, sample_weight):
     Xa = _single_column_chunk(Xa)
     xs = list(Xa.to_delayed().ravel())
     ys = _row_blocks(y, "y", Xa)
-    ws = [None] * len(xs) if sample_weight is None else _row_blocks(sample_weight, "sample_weight", Xa)
+    ws = (
+        [None] * len(xs) if sample_weight is None
+        else _row_blocks(sample_weight, "sample_weight", Xa)
+    )
     return xs, ys, ws
 
 

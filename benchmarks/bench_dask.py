@@ -16,13 +16,14 @@ ways in one run, interleaved:
 
 Every method must reach the in-memory coefficients to 1e-8 relative (checked). The client's
 memory for a fit is the data it holds (X and y, for the in-memory fit only) plus the growth of
-its peak resident memory during the fit (``VmHWM`` after a ``clear_refs`` reset). A second, smaller table times a Huber fit (iterative: one
-cluster round trip per loss evaluation), and a third the thread policy of ``GridSearchCV``
+its peak resident memory during the fit (``VmHWM`` after a ``clear_refs`` reset). A second,
+smaller table times a Huber fit (iterative: one cluster round trip per loss evaluation), and
+a third the thread policy of ``GridSearchCV``
 with ``n_jobs=-1`` on each joblib backend: torch's threads per worker, and the time with and
 without autopoly's guard on joblib's thread pool.
 
 Run ``python benchmarks/bench_dask.py`` (about 5 minutes on 2 cores; ``--quick`` for a
-smoke run of about a minute, most of it starting the cluster and importing torch); writes
+smoke run of well under a minute, most of it starting the cluster and importing torch); writes
 ``results/dask.md``, ``results/dask_*.csv`` and ``results/dask.png``.
 """
 
