@@ -40,7 +40,18 @@ SPLIT_EVERY = 8
 
 
 def is_dask_collection(obj):
-    """True for dask arrays and dataframes, without importing dask when it is not in use."""
+    """Whether ``obj`` is a dask collection, without importing dask when it is not in use.
+
+    Parameters
+    ----------
+    obj : object
+        Anything passed as X.
+
+    Returns
+    -------
+    is_dask : bool
+        True for dask arrays, dataframes and other dask collections.
+    """
     module = type(obj).__module__ or ""
     if not module.startswith("dask"):
         return False

@@ -1,22 +1,23 @@
 """The thread budget: torch's intra-op threads must not multiply with outer parallelism.
 
-What each kind of outer parallelism already does (measured on this package's CI machine and
-stated in the joblib and distributed docs; figures in ``docs/scaling.rst``):
+What each kind of outer parallelism already does (measured on a 2-core machine, and stated in
+the joblib and distributed docs; figures in ``docs/scaling.rst``):
 
 * joblib's default ``loky`` backend starts its worker processes with ``OMP_NUM_THREADS`` (and
   the MKL/OpenBLAS variables) set to ``cpu_count() // n_jobs`` unless the parent already set
-  them. torch reads ``OMP_NUM_THREADS`` when it is imported, so ``n_jobs`` workers times torch's
-  threads stay within the cores: nothing to do.
+  them. torch reads ``OMP_NUM_THREADS`` when its thread pool starts, so ``n_jobs`` workers
+  times torch's threads stay within the cores: nothing to do.
 * ``dask.distributed`` starts worker processes with ``OMP_NUM_THREADS=1`` (the
   ``distributed.nanny.pre-spawn-environ`` setting), so torch runs single-threaded and the
-  worker's task threads are the parallelism: nothing to do either.
+  worker's task threads are the parallelism: nothing to do either. (The nanny also leaves
+  those variables in the ``os.environ`` of the process that started a ``LocalCluster``.)
 * Threads are the gap. joblib's ``threading`` backend and dask's local threaded scheduler run
   tasks on threads of one process, each of which would start a full team of torch threads
   (``n_jobs * cpu_count()`` busy threads). Inside those tasks torch is limited to one thread.
 
-``torch.set_num_threads`` called on a thread other than the main one sets that thread's OpenMP
-team size (and the default of threads started later), never the main thread's; :func:`task_threads`
-restores the previous value on exit all the same.
+``torch.set_num_threads`` called on a thread other than the main one sets that thread's
+OpenMP team size (and the default of threads started later), never the main thread's;
+:func:`task_threads` restores the previous value on exit all the same.
 """
 
 import threading
@@ -26,15 +27,26 @@ import torch
 
 
 def off_main_thread():
-    """True on any thread but the main one (a task of dask's threaded scheduler, for one)."""
+    """Whether this is any thread but the main one (a task of dask's threaded scheduler, say).
+
+    Returns
+    -------
+    off_main : bool
+        True off the main thread.
+    """
     return threading.current_thread() is not threading.main_thread()
 
 
 def in_pool_thread():
-    """True on a thread of a joblib threading-backend pool (tasks of one ``Parallel`` call).
+    """Whether this is a thread of a joblib threading-backend pool (a ``Parallel`` task).
 
     joblib marks the tasks it runs with a nested backend (``nesting_level >= 1``); a loky
     worker runs them on its process's main thread, the threading backend on pool threads.
+
+    Returns
+    -------
+    in_pool : bool
+        True on a pool thread of joblib's threading backend.
     """
     if not off_main_thread():
         return False
