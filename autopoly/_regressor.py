@@ -513,6 +513,7 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
     def _solve(
         self, R_aug, weight_sum, setup, *, make_rows=None, make_validation=None, n_rows=None,
         generator=None, max_iter=None, optimizer_state=None, warn=True, warm=None,
+        keep_best=True,
     ):
         """Whiten, run the optimizer loop and publish the result.
 
@@ -542,6 +543,7 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
             tol=self.tol, n_iter_no_change=self.n_iter_no_change,
             batch_size=None if make_rows is None else self.batch_size, n_rows=n_rows,
             generator=generator, validation=validation, verbose=self.verbose,
+            keep_best=keep_best,
         )
         self._store(result, whitening, setup)
         self._partial = {
@@ -619,7 +621,7 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
 
         self._solve(
             qr.R, weight_sum, setup, make_rows=make_rows, n_rows=X.shape[0],
-            generator=self._generator(), max_iter=1, warn=False, warm=True,
+            generator=self._generator(), max_iter=1, warn=False, warm=True, keep_best=False,
             optimizer_state=None if first else state.get("optimizer_state"),
         )
 
@@ -695,6 +697,8 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
             Predictions, float64.
         """
         check_is_fitted(self)
+        if _dask.is_dask_collection(X):
+            return _dask.predict(self, X)
         X = predict_data(self, X)
         with task_threads(in_pool_thread() or X.size * self._theta.shape[0] <= SMALL_PROBLEM):
             return self._predict_arrays(X)
@@ -751,7 +755,8 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
 
 def _tensor(array, setup):
     # A copy: inputs may be read-only memory maps, which torch refuses to wrap.
-    return torch.tensor(np.asarray(array), dtype=setup["dtype"], device=setup["device"])
+    # ascontiguousarray: torch refuses views with negative strides (X[::-1]).
+    return torch.tensor(np.ascontiguousarray(array), dtype=setup["dtype"], device=setup["device"])
 
 
 def _intercept_row(y_offset, fit_intercept, n_rows):

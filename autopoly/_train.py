@@ -76,6 +76,7 @@ def train(
     generator=None,
     validation=None,
     verbose=0,
+    keep_best=True,
 ):
     """Run up to ``max_iter`` iterations (full-batch steps, or epochs of mini-batches).
 
@@ -86,6 +87,10 @@ def train(
     epoch's mean loss.
     With ``validation`` (a callable ``V -> R^2``), the fit stops when the validation score has
     not improved by ``tol`` for ``n_iter_no_change`` epochs and the best parameters are restored.
+
+    With ``keep_best`` the parameters that scored best are returned (full batches: the last
+    step is kept only if it did not raise the loss); a ``partial_fit`` step on one batch of a
+    stream passes ``False`` and keeps its step whatever that batch's loss did.
 
     Convergence is judged on the normalized objective (see ``_objective``); the loss curve and
     the best loss are recorded in the user's units.
@@ -174,7 +179,9 @@ def train(
     if bar is not None:
         bar.close()
     with torch.no_grad():
-        if validation is None and batch_size is None:
+        if not keep_best:
+            best_V = V.detach().clone()
+        elif validation is None and batch_size is None:
             # The last step has not been scored yet; keep it only if it is at least as good.
             per_output = objective.value(V)
             final = float(objective.normalized(per_output))
