@@ -33,6 +33,13 @@ import _common as C
 
 TITLE = "bench_fit: fit time and accuracy against the peers"
 
+try:
+    import skorch  # noqa: F401  (a peer, from the "bench" extra; optional)
+
+    HAVE_SKORCH = True
+except ImportError:
+    HAVE_SKORCH = False
+
 
 # ------------------------------------------------------------------------------------ data
 
@@ -192,7 +199,7 @@ def main():
     print(C.environment_markdown(env))
     repeat = args.repeat or (1 if quick else 5)
     steps = 50 if quick else 1000
-    checks, targets, sections, csvs = [], [], [], {}
+    checks, targets, sections, csvs, notes = [], [], [], {}, []
 
     # Tutorial task: every peer on 20 rows.
     X, y = tutorial_data()
@@ -208,6 +215,9 @@ def main():
         ),
         "torch loop (tutorial)": lambda: fit_torch_loop(X, y, 2, device, steps),
     }
+    if not HAVE_SKORCH:
+        methods = {k: v for k, v in methods.items() if not k.startswith("skorch")}
+        notes.append("skorch is not installed (`pip install skorch`): its rows are left out.")
     print("task: tutorial")
     tutorial = run_task(methods, X, y, 2, max(1, repeat // 2) if not quick else 1)
     header, rows = task_table(tutorial, "PolynomialFeatures + Ridge(cholesky)")
@@ -238,6 +248,8 @@ def main():
         "torch loop (tutorial: NAdam lr=0.01, 1000 full-batch steps)":
             lambda: fit_torch_loop(X, y, 3, device, steps),
     }
+    if not HAVE_SKORCH:
+        slow = {k: v for k, v in slow.items() if not k.startswith("skorch")}
     print(f"task: poly ({n_rows} x 5, degree 3)")
     poly = run_task(methods, X, y, 3, repeat)
     # The slow peers are far from the race; one timed run each is enough.
@@ -332,8 +344,9 @@ def main():
           ""]
     for title, table in sections:
         md += [f"## {title}", "", table, ""]
-    md += ["## Checks", "", C.checks_markdown(checks), "",
-           "Times are the best of interleaved repetitions; `(MSE - opt) / opt` is n/a when "
+    md += ["## Checks", "", C.checks_markdown(checks), ""]
+    md += [line for note in notes for line in (note, "")]
+    md += ["Times are the best of interleaved repetitions; `(MSE - opt) / opt` is n/a when "
            "the optimum is zero (noiseless data).", ""]
     (out / "bench_fit.md").write_text("\n".join(md))
     C.write_csv(out / "bench_fit_targets.csv", *C.targets_table(targets))
