@@ -59,8 +59,12 @@ class ChunkedQR:
         self.R = None
 
     def update(self, rows):
-        stacked = rows if self.R is None else torch.cat([self.R, rows])
-        self.R = torch.linalg.qr(stacked, mode="r").R
+        # Factor the chunk on its own first: stacking it under R would copy the whole chunk.
+        R_rows = torch.linalg.qr(rows, mode="r").R
+        if self.R is None:
+            self.R = R_rows
+        else:
+            self.R = torch.linalg.qr(torch.cat([self.R, R_rows]), mode="r").R
 
     def merge(self, other):
         """Combine with a factor computed elsewhere (another chunk, another worker)."""

@@ -56,25 +56,31 @@ class _Objective:
         ok = torch.isfinite(j0) & (j0 > 0)
         self.J0 = torch.where(ok, j0, torch.ones_like(j0))
         self._inv_J0 = 1.0 / self.J0
+        self._J0_float = float(self.J0[0])
         # The normalized objective of the constant model (V = 0): one per output.
         self.constant_model = float(self.J0.numel())
 
     def normalized(self, per_output):
         return per_output @ self._inv_J0
 
-    def user_units(self, per_output):
-        """The reported objective (mean over outputs), as a 0-d tensor."""
-        return per_output.detach().mean() if per_output.numel() > 1 else per_output.detach()[0]
+    def user_units(self, value, per_output):
+        """The reported objective (mean over outputs) as a float, from the normalized value.
+
+        With one output it is the normalized value times ``J0``: no second read of the device.
+        """
+        if per_output.numel() == 1:
+            return value * self._J0_float
+        return float(per_output.detach().mean())
 
     def evaluate(self, V, rows=None):
         """Normalized objective at ``V`` (all rows or the given row indices); fills ``V.grad``.
 
-        Returns ``(normalized value, objective in the user's units)``.
+        Returns ``(normalized value, per-output objective in the user's units)``, detached.
         """
         per_output = self.value(V, rows)
         value = self.normalized(per_output)
         value.backward()
-        return value.detach(), self.user_units(per_output)
+        return value.detach(), per_output.detach()
 
 
 class StatsObjective(_Objective):
@@ -166,4 +172,4 @@ class RowObjective(_Objective):
         if self.penalty(V) is not None:
             self.normalized(self._with_penalty(torch.zeros_like(loss), V)).backward()
         per_output = self._with_penalty(loss, V.detach())
-        return self.normalized(per_output), self.user_units(per_output)
+        return self.normalized(per_output), per_output

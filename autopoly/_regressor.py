@@ -26,8 +26,9 @@ from ._validation import fit_data, predict_data
 from ._persistence import check_state_version
 from ._version import __version__
 
-# Row chunks are sized so one expanded chunk takes about this many bytes on the device.
-CHUNK_BYTES = 32 * 2**20
+# Row chunks are sized so one expanded chunk takes about this many bytes on the device (small
+# enough that the allocator reuses the buffers instead of mapping fresh pages every chunk).
+CHUNK_BYTES = 8 * 2**20
 # Problems with fewer design entries than this run on one torch thread.
 SMALL_PROBLEM = 2**21
 # The whitened design is kept on the device for non-quadratic losses up to this size.
@@ -365,10 +366,13 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         qr = qr if qr is not None else ChunkedQR()
         n_design = setup["powers"].shape[0] + int(self.fit_intercept)
         itemsize = torch.empty((), dtype=setup["dtype"]).element_size()
+        # Without sample_weight every weight is 1: skip a pass over each chunk.
+        unit_weights = bool((sample_weight == 1).all())
         for rows in self._chunks(X.shape[0], n_design + y.shape[1], itemsize):
             buf = self._design(X[rows], setup, extra_rows=y.shape[1])
             buf[n_design:] = ((_tensor(y[rows], setup) - setup["y_offset_t"]) / setup["y_scale_t"]).T
-            buf *= _tensor(sample_weight[rows], setup).sqrt()
+            if not unit_weights:
+                buf *= _tensor(sample_weight[rows], setup).sqrt()
             qr.update(buf.T)
         return qr
 

@@ -103,18 +103,20 @@ def train(
     recent = deque(maxlen=n_iter_no_change)
     bar = _progress(verbose, max_iter)
     start = time.perf_counter()
+    V_before = V.detach().clone()
     for it in range(1, max_iter + 1):
-        V_before = V.detach().clone()
+        V_before.copy_(V.detach())
         if batch_size is None:
             first = []
 
             def closure():
                 optimizer.zero_grad()
-                value, user = objective.evaluate(V)
+                value, per_output = objective.evaluate(V)
                 if not first:
                     # The gradient test needs a positive tol; skip the reduction otherwise.
                     grad_max = float(V.grad.abs().max()) if tol > 0 and V.numel() else math.inf
-                    first.append((float(value), float(user), grad_max))
+                    loss = float(value)
+                    first.append((loss, objective.user_units(loss, per_output), grad_max))
                 return value
 
             optimizer.step(closure)
@@ -127,8 +129,9 @@ def train(
 
                 def closure(batch=batch, seen=seen):
                     optimizer.zero_grad()
-                    value, user = objective.evaluate(V, batch)
-                    seen.append((float(value), float(user)))
+                    value, per_output = objective.evaluate(V, batch)
+                    loss = float(value)
+                    seen.append((loss, objective.user_units(loss, per_output)))
                     return value
 
                 optimizer.step(closure)
@@ -146,7 +149,11 @@ def train(
             if loss < best:
                 best = loss
                 # On full batches the loss belongs to the parameters before the step.
-                best_V = V_before if batch_size is None else V.detach().clone()
+                if batch_size is None:
+                    # Swap buffers rather than copy: the old best is overwritten next step.
+                    best_V, V_before = V_before, best_V
+                else:
+                    best_V = V.detach().clone()
         else:
             best = min(best, loss)
             score = validation(V.detach())
@@ -187,7 +194,7 @@ def train(
             final = float(objective.normalized(per_output))
             if math.isfinite(final) and final <= best:
                 best, best_V = final, V.detach().clone()
-                best_user = min(best_user, float(objective.user_units(per_output)))
+                best_user = min(best_user, objective.user_units(final, per_output))
         if not torch.isfinite(best_V).all():
             raise _diverged("parameters", result.n_iter, optimizer, lr)
         V.copy_(best_V)
