@@ -241,3 +241,36 @@ def test_conditioning_off_reproduces_the_raw_tutorial_recipe():
     assert raw.n_iter_ == 1000
     assert abs(raw.intercept_ - 3) > 0.1
     assert abs(TorchPolyRegressor(degree=2).fit(x, y).intercept_ - 3) < 1e-9
+
+
+def test_large_fit_takes_the_gram_route_and_matches_least_squares(monkeypatch):
+    import autopoly._regressor as reg
+
+    calls = []
+    original = reg.TorchPolyRegressor._gram_factor
+    monkeypatch.setattr(
+        reg.TorchPolyRegressor, "_gram_factor",
+        lambda self, *a: calls.append(1) or original(self, *a),
+    )
+    rng = np.random.default_rng(15)
+    X = rng.standard_normal((3000, 4))
+    P = PolynomialFeatures(3).fit_transform(X)
+    y = P @ rng.standard_normal(P.shape[1]) + rng.standard_normal(len(X))
+    monkeypatch.setattr(reg, "SMALL_PROBLEM", 0)
+    model = TorchPolyRegressor(degree=3).fit(X, y)
+    assert calls
+    coef, *_ = np.linalg.lstsq(P, y, rcond=None)
+    assert_allclose(np.r_[model.intercept_, model.coef_], coef, rtol=1e-9, atol=1e-10)
+
+
+def test_ill_conditioned_large_fit_falls_back_to_qr(monkeypatch):
+    import autopoly._regressor as reg
+
+    monkeypatch.setattr(reg, "SMALL_PROBLEM", 0)
+    x = np.linspace(-9.0, -3.0, 40)
+    rng = np.random.default_rng(16)
+    y = np.polynomial.polynomial.polyval(x, rng.standard_normal(11))
+    y = y + 0.01 * y.std() * rng.standard_normal(len(x))
+    exact = _exact_polyfit(x, y, 10)
+    model = TorchPolyRegressor(degree=10).fit(x.reshape(-1, 1), y)
+    assert _digits(np.r_[model.intercept_, model.coef_], exact) > 11
