@@ -68,7 +68,7 @@ class _Objective:
 
         With one output it is the normalized value times ``J0``: no second read of the device.
         """
-        if per_output.numel() == 1:
+        if per_output is None or per_output.numel() == 1:
             return value * self._J0_float
         return float(per_output.detach().mean())
 
@@ -125,10 +125,18 @@ class RowObjective(_Objective):
         # Without conditioning the targets are used as they are: skip two ops per step.
         self._plain = bool((y_offset == 0).all() and (y_scale == 1).all())
         self._finish_init(V_shape, y.device, y.dtype)
+        # One output of a built-in loss on cached rows: fold 1 / J0 into the weights, so that
+        # a full-batch evaluation is the loss itself, with no normalizing op per step.
+        self._fast_w = None
+        if builtin and y.shape[1] == 1 and chunks is None:
+            self._fast_w = self.w * self._inv_J0[0]
+
+    def _predict(self, V, rows):
+        B = self.design(rows)
+        return B @ V if self._plain else self.y_offset + self.y_scale * (B @ V)
 
     def _loss(self, V, rows):
-        B = self.design(rows)
-        y_hat = B @ V if self._plain else self.y_offset + self.y_scale * (B @ V)
+        y_hat = self._predict(V, rows)
         if rows is None:
             return self.loss_fn(y_hat, self.y, self.w)
         return self.loss_fn(y_hat, self.y[rows], self.w[rows])
@@ -161,6 +169,14 @@ class RowObjective(_Objective):
         return self._with_penalty(loss, V)
 
     def evaluate(self, V, rows=None):
+        if rows is None and self._fast_w is not None:
+            value = self.loss_fn(self._predict(V, None), self.y, self._fast_w)[0]
+            pen = self.penalty(V)
+            if pen is not None:
+                value = value + pen[0] * self._inv_J0[0]
+            value.backward()
+            # With one output the reported loss is value * J0 (see user_units).
+            return value.detach(), None
         if rows is not None or self.chunks is None:
             return super().evaluate(V, rows)
         # Backward chunk by chunk so that only one chunk's graph is alive at a time.

@@ -103,9 +103,10 @@ def train(
     recent = deque(maxlen=n_iter_no_change)
     bar = _progress(verbose, max_iter)
     start = time.perf_counter()
-    V_before = V.detach().clone()
+    V_data = V.detach()  # an alias of V's storage, made once
+    V_before = V_data.clone()
     for it in range(1, max_iter + 1):
-        V_before.copy_(V.detach())
+        V_before.copy_(V_data)
         if batch_size is None:
             first = []
 
