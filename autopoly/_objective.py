@@ -110,7 +110,7 @@ class RowObjective(_Objective):
 
     def __init__(
         self, loss_fn, design, y, sample_weight, y_offset, y_scale, penalty, V_shape, chunks,
-        builtin=True,
+        builtin=True, squared=False,
     ):
         self.loss_fn = loss_fn
         self.design = design
@@ -130,6 +130,20 @@ class RowObjective(_Objective):
         self._fast_w = None
         if builtin and y.shape[1] == 1 and chunks is None:
             self._fast_w = self.w * self._inv_J0[0]
+        # The squared error goes further: sqrt(weight / J0) and the target scaling folded into
+        # the rows make a full-batch step the plain sum((B @ V - y)**2) (built on first use).
+        self._squared = squared
+        self._folded = None
+
+    def _folded_rows(self):
+        if self._folded is None:
+            root = self._fast_w.sqrt()[:, None]
+            B = self.design(None)
+            if self._plain:
+                self._folded = (B * root, self.y * root)
+            else:
+                self._folded = (B * (root * self.y_scale), (self.y - self.y_offset) * root)
+        return self._folded
 
     def _predict(self, V, rows):
         B = self.design(rows)
@@ -170,7 +184,12 @@ class RowObjective(_Objective):
 
     def evaluate(self, V, rows=None):
         if rows is None and self._fast_w is not None:
-            value = self.loss_fn(self._predict(V, None), self.y, self._fast_w)[0]
+            if self._squared:
+                B, y = self._folded_rows()
+                r = B @ V - y
+                value = (r * r).sum()
+            else:
+                value = self.loss_fn(self._predict(V, None), self.y, self._fast_w)[0]
             pen = self.penalty(V)
             if pen is not None:
                 value = value + pen[0] * self._inv_J0[0]

@@ -470,6 +470,7 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         return RowObjective(
             loss_fn, design, y_t, w_t, setup["y_offset_t"], setup["y_scale_t"], penalty,
             (rank, y.shape[1]), chunks, builtin=not callable(self.loss),
+            squared=self.loss == "squared_error",
         )
 
     def _initial_params(self, whitening, setup, n_outputs, warm):
