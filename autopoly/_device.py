@@ -1,5 +1,7 @@
 """Turning the ``device`` parameter into a ``torch.device`` that exists on this machine."""
 
+import os
+
 import torch
 
 
@@ -60,3 +62,13 @@ def prediction_device(fitted):
         return resolve_device(fitted)
     except ValueError:
         return torch.device("cpu")
+
+
+def available_memory(device):
+    """Bytes free on ``device`` (infinite where this platform cannot tell)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not on this platform: do not refuse
+        return float("inf")

@@ -2,6 +2,7 @@
 
 import inspect
 
+import numpy as np
 import torch
 
 
@@ -54,3 +55,25 @@ def make_optimizer(optimizer_class, params, lr, optimizer_kwargs):
         raise ValueError(
             f"optimizer {optimizer_class.__name__} rejected optimizer_kwargs={optimizer_kwargs!r}: {exc}"
         ) from exc
+
+
+def state_to_numpy(obj):
+    """An optimizer state with NumPy arrays for tensors: it pickles, and skops can load it."""
+    if torch.is_tensor(obj):
+        return obj.detach().cpu().numpy()
+    if isinstance(obj, dict):
+        return {k: state_to_numpy(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [state_to_numpy(v) for v in obj]
+    return obj
+
+
+def state_to_torch(obj, device):
+    """Inverse of :func:`state_to_numpy`, onto ``device``."""
+    if isinstance(obj, np.ndarray):
+        return torch.as_tensor(obj, device=device)
+    if isinstance(obj, dict):
+        return {k: state_to_torch(v, device) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [state_to_torch(v, device) for v in obj]
+    return obj

@@ -1,4 +1,4 @@
-"""Checks on a saved estimator state (pickle, joblib, skops) when it is loaded."""
+"""The estimator's fitted state: kept whole when a fit fails, checked when it is loaded."""
 
 from ._version import __version__
 
@@ -14,3 +14,20 @@ def check_state_version(state):
             f"autopoly {__version__}: the fitted state changed between these versions. "
             f"Install autopoly=={saved} to load it, or refit the model."
         )
+
+
+class restore_on_error:
+    """Put the estimator's attributes back as they were if the block raises."""
+
+    def __init__(self, est):
+        self.est = est
+
+    def __enter__(self):
+        self.saved = dict(vars(self.est))
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            current = vars(self.est)
+            current.clear()
+            current.update(self.saved)
+        return False

@@ -1,7 +1,6 @@
 """TorchPolyRegressor: polynomial regression fitted by a torch optimizer, as a sklearn estimator."""
 
 import math
-import os
 import warnings
 from numbers import Integral, Real
 
@@ -22,15 +21,15 @@ from ._conditioning import (
     target_scaling,
 )
 from . import _dask
-from ._device import prediction_device, resolve_device
+from ._device import available_memory, prediction_device, resolve_device
 from ._features import expansion, monomial_powers, n_terms, term_names
 from ._losses import LOSSES, resolve_loss
 from ._objective import RowObjective, StatsObjective, _Penalty
-from ._optim import make_optimizer, resolve_optimizer
+from ._optim import make_optimizer, resolve_optimizer, state_to_numpy, state_to_torch
 from ._threads import in_pool_thread, task_threads
 from ._train import train
 from ._validation import fit_data, predict_data
-from ._persistence import check_state_version
+from ._persistence import check_state_version, restore_on_error
 from ._version import __version__
 
 # Row chunks are sized so one expanded chunk takes about this many bytes on the device (small
@@ -299,7 +298,7 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         cols = terms + 1 + n_outputs
         # The triangular factor, its SVD and the basis change each hold a cols x cols matrix.
         needed = 4 * cols * cols * max(itemsize, 8) + 2 * cols * itemsize * 1024
-        available = _available_memory(device)
+        available = available_memory(device)
         if needed > available:
             raise MemoryError(
                 f"degree={self.degree!r} on {n_features} features gives {terms} terms; fitting "
@@ -500,7 +499,7 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         self : TorchPolyRegressor
             The fitted estimator.
         """
-        with _restore_on_error(self):
+        with restore_on_error(self):
             if _dask.is_dask_collection(X):
                 _dask.fit(self, X, y, sample_weight)
                 return self
@@ -585,7 +584,7 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         optimizer_class = resolve_optimizer(self.optimizer)
         optimizer = make_optimizer(optimizer_class, [V], self.lr, self.optimizer_kwargs)
         if optimizer_state is not None:
-            optimizer.load_state_dict(_state_to_torch(optimizer_state, setup["device"]))
+            optimizer.load_state_dict(state_to_torch(optimizer_state, setup["device"]))
         result = train(
             V, objective, optimizer, lr=self.lr, max_iter=max_iter or self.max_iter,
             tol=self.tol, n_iter_no_change=self.n_iter_no_change,
@@ -599,7 +598,7 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
             "weight_sum": weight_sum,
             "scaling": {k: setup[k] for k in ("x_offset", "x_scale", "y_offset", "y_scale")},
             # Only a row-wise partial_fit resumes the optimizer; the quadratic restarts it.
-            "optimizer_state": None if make_rows is None else _state_to_numpy(optimizer.state_dict()),
+            "optimizer_state": None if make_rows is None else state_to_numpy(optimizer.state_dict()),
         }
         if warn and not result.converged:
             warnings.warn(
@@ -635,7 +634,7 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         self : TorchPolyRegressor
             The updated estimator.
         """
-        with _restore_on_error(self):
+        with restore_on_error(self):
             self._check_params()
             first = not hasattr(self, "_partial")
             X, y, sample_weight = fit_data(self, X, y, sample_weight, reset=first)
@@ -812,51 +811,3 @@ def _intercept_row(y_offset, fit_intercept, n_rows):
     if fit_intercept:
         shift[0] = y_offset
     return shift
-
-
-def _state_to_numpy(obj):
-    """An optimizer state with NumPy arrays for tensors: it pickles, and skops can load it."""
-    if torch.is_tensor(obj):
-        return obj.detach().cpu().numpy()
-    if isinstance(obj, dict):
-        return {k: _state_to_numpy(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_state_to_numpy(v) for v in obj]
-    return obj
-
-
-def _state_to_torch(obj, device):
-    """Inverse of :func:`_state_to_numpy`, onto ``device``."""
-    if isinstance(obj, np.ndarray):
-        return torch.as_tensor(obj, device=device)
-    if isinstance(obj, dict):
-        return {k: _state_to_torch(v, device) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_state_to_torch(v, device) for v in obj]
-    return obj
-
-
-def _available_memory(device):
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-    except (ValueError, OSError, AttributeError):  # not on this platform: do not refuse
-        return float("inf")
-
-
-class _restore_on_error:
-    """Put the estimator's attributes back as they were if the block raises."""
-
-    def __init__(self, est):
-        self.est = est
-
-    def __enter__(self):
-        self.saved = dict(vars(self.est))
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is not None:
-            current = vars(self.est)
-            current.clear()
-            current.update(self.saved)
-        return False
