@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from ._conditioning import ChunkedQR, input_scaling
+from ._data_pass import accumulate, chunk_slices, design
 from ._losses import resolve_loss
 from ._objective import _Objective
 from ._threads import off_main_thread, task_threads
@@ -259,7 +260,7 @@ def _block_factor(block, worker_est, setup):
     """
     X, y, w = block
     with task_threads(off_main_thread()):
-        qr = worker_est._accumulate(X, y, w, setup)
+        qr = accumulate(X, y, w, setup)
     cols = setup["powers"].shape[0] + int(worker_est.fit_intercept) + y.shape[1]
     if qr.R is None:
         return np.zeros((0, cols), dtype=_numpy_dtype(setup["dtype"]))
@@ -297,12 +298,12 @@ def _block_loss(block, rows, theta, worker_est, setup, need_grad):
         th = torch.tensor(theta, dtype=dtype).requires_grad_(need_grad)
         itemsize = torch.empty((), dtype=dtype).element_size()
         total = 0.0
-        for c in worker_est._chunks(X.shape[0], theta.shape[0] + y.shape[1], itemsize):
+        for c in chunk_slices(X.shape[0], theta.shape[0] + y.shape[1], itemsize):
             w_c = torch.tensor(w[c], dtype=dtype)
             chunk_weight = w_c.sum()
             if not chunk_weight > 0:
                 continue
-            D = worker_est._design(X[c], setup)
+            D = design(X[c], setup)
             y_hat = setup["y_offset_t"] + setup["y_scale_t"] * (D @ th)
             y_c = torch.tensor(y[c], dtype=dtype)
             part = chunk_weight * loss_fn(y_hat, y_c, w_c / chunk_weight)

@@ -12,14 +12,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
 
-from ._conditioning import (
-    ChunkedQR,
-    Whitening,
-    basis_change,
-    gram_is_accurate,
-    input_scaling,
-    target_scaling,
-)
+from ._conditioning import ChunkedQR, Whitening, basis_change, input_scaling, target_scaling
+from ._data_pass import accumulate, chunk_slices, design, tensor
 from . import _dask
 from ._device import available_memory, prediction_device, resolve_device
 from ._features import expansion, monomial_powers, n_terms, term_names
@@ -32,9 +26,6 @@ from ._validation import fit_data, predict_data
 from ._persistence import check_state_version, restore_on_error
 from ._version import __version__
 
-# Row chunks are sized so one expanded chunk takes about this many bytes on the device (small
-# enough that the allocator reuses the buffers instead of mapping fresh pages every chunk).
-CHUNK_BYTES = 8 * 2**20
 # Problems with fewer design entries than this run on one torch thread.
 SMALL_PROBLEM = 2**21
 # The whitened design is kept on the device for non-quadratic losses up to this size.
@@ -310,26 +301,6 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ fitting machinery
 
-    def _chunks(self, n_rows, n_cols, itemsize):
-        step = max(1, CHUNK_BYTES // max(1, n_cols * itemsize))
-        return [slice(i, min(i + step, n_rows)) for i in range(0, n_rows, step)]
-
-    def _design(self, X_rows, setup, extra_rows=0):
-        """``[1, monomials(z)]`` (or the monomials alone) for raw rows, on the fit device.
-
-        Returned as a column-major ``(n, n_design)`` view of a ``(n_design + extra_rows, n)``
-        buffer; the caller may fill the ``extra_rows`` (e.g. with targets) and use ``.T``.
-        """
-        X_t = _tensor(X_rows, setup)
-        ZT = ((X_t - setup["x_offset_t"]) / setup["x_scale_t"]).T.contiguous()
-        first = int(setup["intercept"])
-        n_terms = setup["expansion"].n_terms
-        buf = ZT.new_empty((first + n_terms + extra_rows, ZT.shape[1]))
-        if first:
-            buf[0] = 1.0
-        setup["expansion"].fill(ZT, buf[first : first + n_terms])
-        return buf[: first + n_terms].T if extra_rows == 0 else buf
-
     def _scaling(self, X, y, sample_weight):
         """Input and target offsets/scales from in-memory data (see ``_conditioning``)."""
         if not self.conditioning:
@@ -367,53 +338,6 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         )
         return setup
 
-    def _accumulate(self, X, y, sample_weight, setup, qr=None, gram_first=False):
-        """One chunked pass: the triangular factor of ``sqrt(w) * [D, t]`` (rows never all held).
-
-        With ``gram_first`` the pass accumulates the Gram matrix (one matrix product per chunk,
-        about twice as fast as a QR) and takes its Cholesky factor, which is as good as the QR
-        factor when the terms are well conditioned; otherwise (or for an exact fit, whose
-        augmented Gram matrix is singular) a second pass computes the QR factor.
-        """
-        if gram_first:
-            R = self._gram_factor(X, y, sample_weight, setup)
-            if R is not None:
-                qr = ChunkedQR()
-                qr.R = R
-                return qr
-        qr = qr if qr is not None else ChunkedQR()
-        for buf in self._weighted_chunks(X, y, sample_weight, setup):
-            qr.update(buf.T)
-        return qr
-
-    def _weighted_chunks(self, X, y, sample_weight, setup):
-        """``sqrt(w) * [D, t]`` chunk by chunk, transposed: ``(n_design + n_outputs, rows)``."""
-        n_design = setup["powers"].shape[0] + int(self.fit_intercept)
-        itemsize = torch.empty((), dtype=setup["dtype"]).element_size()
-        # Without sample_weight every weight is 1: skip a pass over each chunk.
-        unit_weights = bool((sample_weight == 1).all())
-        for rows in self._chunks(X.shape[0], n_design + y.shape[1], itemsize):
-            buf = self._design(X[rows], setup, extra_rows=y.shape[1])
-            buf[n_design:] = ((_tensor(y[rows], setup) - setup["y_offset_t"]) / setup["y_scale_t"]).T
-            if not unit_weights:
-                buf *= _tensor(sample_weight[rows], setup).sqrt()
-            yield buf
-
-    def _gram_factor(self, X, y, sample_weight, setup):
-        """Cholesky factor of the accumulated Gram matrix, or None when it is not trustworthy."""
-        G = None
-        for buf in self._weighted_chunks(X, y, sample_weight, setup):
-            G = buf @ buf.T if G is None else G.addmm_(buf, buf.T)
-        if G is None:
-            return None
-        L, info = torch.linalg.cholesky_ex(G)
-        if int(info) != 0:
-            return None
-        R = L.T
-        n_design = setup["powers"].shape[0] + int(self.fit_intercept)
-        # The Gram route squares the condition number: keep it only when that stays harmless.
-        return R if gram_is_accurate(R[:n_design, :n_design]) else None
-
     def _whitening(self, qr, weight_sum, setup):
         n_design = setup["powers"].shape[0] + int(self.fit_intercept)
         R = qr.square(n_design + setup["y_offset"].shape[0]) / math.sqrt(weight_sum)
@@ -448,26 +372,26 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         itemsize = torch.empty((), dtype=dtype).element_size()
         M = whitening.M
         if n * max(rank, 1) * itemsize <= CACHE_BYTES:
-            B = torch.cat([self._design(X[c], setup) @ M for c in self._chunks(n, M.shape[0], itemsize)])
+            B = torch.cat([design(X[c], setup) @ M for c in chunk_slices(n, M.shape[0], itemsize)])
 
-            def design(rows):
+            def whitened_rows(rows):
                 return B if rows is None else B[rows]
 
             chunks = None
         else:
 
-            def design(rows):
+            def whitened_rows(rows):
                 idx = rows.cpu().numpy() if rows is not None else slice(None)
-                return self._design(X[idx], setup) @ M
+                return design(X[idx], setup) @ M
 
             chunks = [
                 torch.arange(c.start, c.stop, device=device)
-                for c in self._chunks(n, M.shape[0], itemsize)
+                for c in chunk_slices(n, M.shape[0], itemsize)
             ]
-        y_t = _tensor(y, setup)
-        w_t = _tensor(sample_weight, setup)
+        y_t = tensor(y, setup)
+        w_t = tensor(sample_weight, setup)
         return RowObjective(
-            loss_fn, design, y_t, w_t, setup["y_offset_t"], setup["y_scale_t"], penalty,
+            loss_fn, whitened_rows, y_t, w_t, setup["y_offset_t"], setup["y_scale_t"], penalty,
             (rank, y.shape[1]), chunks, builtin=not callable(self.loss),
             squared=self.loss == "squared_error",
         )
@@ -544,7 +468,7 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         # speed-up and keep every digit of the QR route.
         n_design = setup["powers"].shape[0] + int(self.fit_intercept)
         large = X.shape[0] * n_design > SMALL_PROBLEM
-        qr = self._accumulate(X, y, sample_weight, setup, gram_first=large)
+        qr = accumulate(X, y, sample_weight, setup, gram_first=large)
         self._solve(
             qr.R, float(sample_weight.sum()), setup, make_rows=make_rows,
             make_validation=make_validation, n_rows=X.shape[0], generator=generator,
@@ -654,7 +578,7 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         if self._stats_mode(loss_name) or first:
             if state["R"] is not None:
                 qr.R = torch.as_tensor(state["R"], dtype=setup["dtype"], device=setup["device"])
-            qr = self._accumulate(X, y2, sample_weight, setup, qr)
+            qr = accumulate(X, y2, sample_weight, setup, qr)
             weight_sum = state["weight_sum"] + float(sample_weight.sum())
         else:
             qr.R = torch.as_tensor(state["R"], dtype=setup["dtype"], device=setup["device"])
@@ -685,9 +609,9 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         return y2
 
     def _validation_scorer(self, X, y, w, setup, whitening):
-        B = self._design(X, setup) @ whitening.M
-        y_t = _tensor(y, setup)
-        w_t = _tensor(w, setup)
+        B = design(X, setup) @ whitening.M
+        y_t = tensor(y, setup)
+        w_t = tensor(w, setup)
         w_t = w_t / w_t.sum()
         var = (w_t @ (y_t - w_t @ y_t) ** 2).clamp_min(torch.finfo(setup["dtype"]).tiny)
 
@@ -768,8 +692,8 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         itemsize = torch.empty((), dtype=dtype).element_size()
         out = np.empty((X.shape[0], theta.shape[1]))
         with torch.no_grad():
-            for rows in self._chunks(X.shape[0], theta.shape[0], itemsize):
-                out[rows] = (self._design(X[rows], setup) @ theta).cpu().to(torch.float64).numpy()
+            for rows in chunk_slices(X.shape[0], theta.shape[0], itemsize):
+                out[rows] = (design(X[rows], setup) @ theta).cpu().to(torch.float64).numpy()
         return out[:, 0] if self._y_ndim == 1 else out
 
     def get_feature_names_out(self, input_features=None):
@@ -798,12 +722,6 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         tags.target_tags.multi_output = True
         tags.target_tags.single_output = True
         return tags
-
-
-def _tensor(array, setup):
-    # A copy: inputs may be read-only memory maps, which torch refuses to wrap.
-    # ascontiguousarray: torch refuses views with negative strides (X[::-1]).
-    return torch.tensor(np.ascontiguousarray(array), dtype=setup["dtype"], device=setup["device"])
 
 
 def _intercept_row(y_offset, fit_intercept, n_rows):

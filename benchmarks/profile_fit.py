@@ -256,7 +256,7 @@ import torch
 n, f, chunk, repeat, threads = (int(a) for a in sys.argv[1:6])
 if threads > 0:
     torch.set_num_threads(threads)
-import autopoly._regressor as regressor
+import autopoly._data_pass as regressor
 from autopoly import TorchPolyRegressor
 regressor.CHUNK_BYTES = chunk
 rng = np.random.default_rng(0)
@@ -282,7 +282,7 @@ def micro_page_faults(quick):
     enough to hide the effect): the first fit there and the best of the next ones. Buffers over
     glibc's largest dynamic mmap threshold (32 MiB on 64-bit Linux) are mapped fresh on every
     allocation and unmapped on free, so every chunk's buffers page-fault anew. The child patches
-    ``autopoly._regressor.CHUNK_BYTES``.
+    ``autopoly._data_pass.CHUNK_BYTES``.
     """
     import json
     import subprocess
@@ -290,10 +290,10 @@ def micro_page_faults(quick):
 
     import torch
 
-    import autopoly._regressor as regressor
+    import autopoly._data_pass as regressor
 
     if not hasattr(regressor, "CHUNK_BYTES"):
-        return [("skipped: autopoly._regressor.CHUNK_BYTES is gone", "", float("nan"), 0, 0.0,
+        return [("skipped: autopoly._data_pass.CHUNK_BYTES is gone", "", float("nan"), 0, 0.0,
                  float("nan"))]
     current = regressor.CHUNK_BYTES
     threads = torch.get_num_threads()
