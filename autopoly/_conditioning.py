@@ -124,8 +124,7 @@ class Whitening:
     the squared target scale), the whitening includes it, so that ridge fits are exactly
     conditioned too; ``C`` and ``resid`` then describe loss plus penalty.
 
-    Either way, the squared error is ``||A @ V - C||**2 + resid`` per output, with ``A`` the
-    identity (``None``) when whitened; only ``conditioning=False`` has a general ``A``.
+    Either way, the squared error is ``||V - C||**2 + resid`` per output.
     """
 
     def __init__(self, R_aug, n_design, penalty_gram=None):
@@ -138,7 +137,6 @@ class Whitening:
         eps = torch.finfo(R.dtype).eps
         eye = torch.eye(n_design, dtype=R.dtype, device=R.device)
         self.rank = n_design
-        self.A = None
         if penalty_gram is None:
             R_inv = torch.linalg.solve_triangular(Rs, eye, upper=True)
             if _well_conditioned(Rs, R_inv, eps):
@@ -169,9 +167,6 @@ class Whitening:
         self = cls.__new__(cls)
         self.rank = n_design
         self.M = self._inverse = torch.eye(n_design, dtype=R_aug.dtype, device=R_aug.device)
-        self.A = R_aug[:n_design, :n_design]
-        self.C = R_aug[:n_design, n_design:]
-        self.resid = (R_aug[n_design:, n_design:] ** 2).sum(0)
         return self
 
     def to_params(self, theta_t):

@@ -113,12 +113,8 @@ class Expansion:
             torch.index_select(full, 0, select, out=out)
         return out
 
-    def __call__(self, Z):
-        """Expand ``Z`` of shape ``(n, n_features)`` into ``(n, n_terms)`` on Z's device."""
-        out = Z.new_empty((self.n_terms, Z.shape[0]))
-        return self.fill(Z.T.contiguous(), out).T
-
     def __getstate__(self):
+        # Device-side index tensors are rebuilt where the plan is used (e.g. a Dask worker).
         return {**self.__dict__, "_on_device": {}}
 
 

@@ -87,7 +87,6 @@ class StatsObjective(_Objective):
     """Squared error from sufficient statistics: cost per evaluation independent of n_samples."""
 
     def __init__(self, whitening, y_scale, penalty):
-        self.A = whitening.A
         self.C = whitening.C
         self.resid = whitening.resid
         self.y_scale2 = y_scale * y_scale
@@ -95,7 +94,7 @@ class StatsObjective(_Objective):
         self._finish_init(self.C.shape, self.C.device, self.C.dtype)
 
     def value(self, V, rows=None):
-        diff = (V if self.A is None else self.A @ V) - self.C
+        diff = V - self.C
         loss = self.y_scale2 * ((diff * diff).sum(0) + self.resid)
         pen = self.penalty(V)
         return loss if pen is None else loss + pen
