@@ -1,7 +1,7 @@
 """The pass over the data: design chunks, and the triangular factor they accumulate.
 
 Everything here reads the rows chunk by chunk (``CHUNK_BYTES`` each), so the expanded matrix is
-never held whole; ``setup`` (see ``TorchPolyRegressor._setup``) carries the terms, scalings,
+never held whole; ``setup`` (see :func:`autopoly._fitting.make_setup`) carries the terms, scalings,
 device and dtype.
 """
 

@@ -7,9 +7,33 @@ with ``include_bias=False``: by degree, then lexicographically by the features i
 from functools import lru_cache
 from itertools import chain, combinations, combinations_with_replacement
 from math import comb
+from numbers import Integral
 
 import numpy as np
 import torch
+
+
+def degree_range(degree, fit_intercept):
+    """``(min_degree, max_degree)`` of the estimator's ``degree`` parameter, checked."""
+    if isinstance(degree, tuple):
+        if (
+            len(degree) != 2
+            or not all(isinstance(d, Integral) and not isinstance(d, bool) for d in degree)
+            or not 0 <= degree[0] <= degree[1]
+        ):
+            raise ValueError(
+                "degree=(min_degree, max_degree) must be two integers with "
+                f"0 <= min_degree <= max_degree; got degree={degree!r}."
+            )
+        lo, hi = int(degree[0]), int(degree[1])
+    else:
+        lo, hi = 0, int(degree)
+    if hi == 0 and not fit_intercept:
+        raise ValueError(
+            f"degree={degree!r} with fit_intercept=False leaves no term to fit; "
+            "use degree >= 1 or fit_intercept=True."
+        )
+    return lo, hi
 
 
 def n_terms(n_features, min_degree, max_degree, interaction_only):

@@ -1,6 +1,5 @@
 """TorchPolyRegressor: polynomial regression fitted by a torch optimizer, as a sklearn estimator."""
 
-import math
 import warnings
 from numbers import Integral, Real
 
@@ -12,26 +11,20 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
 
-from ._conditioning import ChunkedQR, Whitening, basis_change, input_scaling, target_scaling
-from ._data_pass import accumulate, chunk_slices, design, tensor
 from . import _dask
-from ._device import available_memory, prediction_device, resolve_device
-from ._features import expansion, monomial_powers, n_terms, term_names
+from . import _fitting as fitting
+from ._conditioning import ChunkedQR
+from ._data_pass import accumulate
+from ._features import degree_range, n_terms, term_names
 from ._losses import LOSSES, resolve_loss
-from ._objective import RowObjective, StatsObjective, _Penalty
-from ._optim import make_optimizer, resolve_optimizer, state_to_numpy, state_to_torch
-from ._threads import in_pool_thread, task_threads
-from ._train import train
-from ._validation import fit_data, predict_data
+from ._optim import resolve_optimizer, state_to_numpy
 from ._persistence import check_state_version, restore_on_error
+from ._threads import in_pool_thread, task_threads
+from ._validation import fit_data, predict_data
 from ._version import __version__
 
 # Problems with fewer design entries than this run on one torch thread.
 SMALL_PROBLEM = 2**21
-# The whitened design is kept on the device for non-quadratic losses up to this size.
-CACHE_BYTES = 1 * 2**30
-
-_DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
 class TorchPolyRegressor(RegressorMixin, BaseEstimator):
@@ -179,7 +172,7 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "conditioning": ["boolean"],
-        "dtype": [StrOptions(set(_DTYPES))],
+        "dtype": [StrOptions(set(fitting.DTYPES))],
         "device": [str, torch.device],
         "warm_start": ["boolean"],
         "random_state": ["random_state"],
@@ -235,29 +228,10 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
-    # ----------------------------------------------------------------- validation helpers
+    # ----------------------------------------------------------------------------- helpers
 
     def _degree_range(self):
-        degree = self.degree
-        if isinstance(degree, tuple):
-            if (
-                len(degree) != 2
-                or not all(isinstance(d, Integral) and not isinstance(d, bool) for d in degree)
-                or not 0 <= degree[0] <= degree[1]
-            ):
-                raise ValueError(
-                    "degree=(min_degree, max_degree) must be two integers with "
-                    f"0 <= min_degree <= max_degree; got degree={degree!r}."
-                )
-            lo, hi = int(degree[0]), int(degree[1])
-        else:
-            lo, hi = 0, int(degree)
-        if hi == 0 and not self.fit_intercept:
-            raise ValueError(
-                f"degree={degree!r} with fit_intercept=False leaves no term to fit; "
-                "use degree >= 1 or fit_intercept=True."
-            )
-        return lo, hi
+        return degree_range(self.degree, self.fit_intercept)
 
     def _threads(self, shape):
         """One torch thread for small problems (and on thread pools); all of them otherwise.
@@ -275,133 +249,21 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         resolve_optimizer(self.optimizer)
         resolve_loss(self.loss, self.epsilon)
 
-    def _check_size(self, n_features, n_outputs, device):
-        """Refuse, before allocating, a configuration whose statistics cannot fit in memory."""
-        lo, hi = self._degree_range()
-        terms = n_terms(n_features, lo, hi, self.interaction_only)
-        if terms == 0 and not self.fit_intercept:
+    def _check_outputs(self, y, reset):
+        """2-D targets; on an update, the number of outputs must match the fitted one."""
+        y2 = y.reshape(-1, 1) if y.ndim == 1 else y
+        if not reset and hasattr(self, "_theta") and y2.shape[1] != self._theta.shape[1]:
             raise ValueError(
-                f"degree={self.degree!r} with interaction_only={self.interaction_only} on "
-                f"{n_features} feature(s) gives no terms, and fit_intercept=False leaves no term "
-                "to fit; use a lower min_degree, interaction_only=False or fit_intercept=True."
+                f"y has {y2.shape[1]} output(s) but the estimator was fitted with "
+                f"{self._theta.shape[1]}; pass y with {self._theta.shape[1]} column(s) or refit."
             )
-        itemsize = torch.empty((), dtype=_DTYPES[self.dtype]).element_size()
-        cols = terms + 1 + n_outputs
-        # The triangular factor, its SVD and the basis change each hold a cols x cols matrix.
-        needed = 4 * cols * cols * max(itemsize, 8) + 2 * cols * itemsize * 1024
-        available = available_memory(device)
-        if needed > available:
-            raise MemoryError(
-                f"degree={self.degree!r} on {n_features} features gives {terms} terms; fitting "
-                f"needs about {needed / 2**30:.1f} GiB for its statistics but {device} has "
-                f"{available / 2**30:.1f} GiB available. Lower degree, use interaction_only=True "
-                "or select fewer features."
-            )
-        return terms
+        if reset:
+            self._y_ndim = y.ndim
+        return y2
 
-    # ------------------------------------------------------------------ fitting machinery
-
-    def _scaling(self, X, y, sample_weight):
-        """Input and target offsets/scales from in-memory data (see ``_conditioning``)."""
-        if not self.conditioning:
-            return {
-                "x_offset": np.zeros(X.shape[1]), "x_scale": np.ones(X.shape[1]),
-                "y_offset": np.zeros(y.shape[1]), "y_scale": np.ones(y.shape[1]),
-            }
-        # Centring keeps the raw basis only when every lower-degree term exists.
-        centre = self.fit_intercept and self._degree_range()[0] <= 1
-        # Zero-weight rows must not change the basis: they are as good as absent.
-        x_offset, x_scale = input_scaling(X[sample_weight > 0], centre)
-        y_offset, y_scale = target_scaling(y, sample_weight, self.fit_intercept)
-        return {"x_offset": x_offset, "x_scale": x_scale, "y_offset": y_offset, "y_scale": y_scale}
-
-    def _setup(self, n_features, n_outputs, scaling):
-        """Everything fixed before the statistics: terms, device, dtype, scalings as tensors."""
-        lo, hi = self._degree_range()
-        device = resolve_device(self.device)
-        self._check_size(n_features, n_outputs, device)
-        dtype = _DTYPES[self.dtype]
-        if device.type == "mps" and dtype == torch.float64:
-            raise ValueError("device='mps' does not support float64; pass dtype='float32'.")
-        setup = {
-            "device": device,
-            "dtype": dtype,
-            "intercept": self.fit_intercept,
-            "powers": monomial_powers(n_features, lo, hi, self.interaction_only),
-            "expansion": expansion(n_features, lo, hi, self.interaction_only),
-            **scaling,
-        }
-        for key in ("x_offset", "x_scale", "y_offset", "y_scale"):
-            setup[key + "_t"] = torch.as_tensor(scaling[key], dtype=dtype, device=device)
-        setup["basis_change"] = basis_change(
-            setup["powers"], scaling["x_offset"], scaling["x_scale"], self.fit_intercept
-        )
-        return setup
-
-    def _whitening(self, qr, weight_sum, setup):
-        n_design = setup["powers"].shape[0] + int(self.fit_intercept)
-        R = qr.square(n_design + setup["y_offset"].shape[0]) / math.sqrt(weight_sum)
-        if not self.conditioning:
-            return Whitening.identity(R, n_design)
-        penalty_gram = None
-        if self.alpha > 0 and self.l1_ratio < 1:
-            # The L2 penalty's Hessian in the design coefficients (targets in units of t).
-            T = self._terms_map(setup)
-            penalty_gram = self.alpha * (1 - self.l1_ratio) / weight_sum * (T.T @ T)
-        return Whitening(R, n_design, penalty_gram)
-
-    def _terms_map(self, setup):
-        """Design coefficients -> raw coefficients of the terms (intercept row dropped)."""
-        return torch.as_tensor(
-            setup["basis_change"][int(self.fit_intercept) :],
-            dtype=setup["dtype"], device=setup["device"],
-        )
-
-    def _penalty(self, whitening, setup, weight_sum, l2=True):
-        coef_map = None
-        if self.alpha > 0:
-            coef_map = self._terms_map(setup) @ whitening.M
-        return _Penalty(
-            self.alpha, self.l1_ratio, coef_map, setup["y_scale_t"], weight_sum, l2=l2
-        )
-
-    def _row_objective(self, loss_fn, X, y, sample_weight, setup, whitening, penalty):
-        """A loss evaluated on rows: the whitened design cached on the device when it fits."""
-        device, dtype = setup["device"], setup["dtype"]
-        n, rank = X.shape[0], whitening.rank
-        itemsize = torch.empty((), dtype=dtype).element_size()
-        M = whitening.M
-        if n * max(rank, 1) * itemsize <= CACHE_BYTES:
-            B = torch.cat([design(X[c], setup) @ M for c in chunk_slices(n, M.shape[0], itemsize)])
-
-            def whitened_rows(rows):
-                return B if rows is None else B[rows]
-
-            chunks = None
-        else:
-
-            def whitened_rows(rows):
-                idx = rows.cpu().numpy() if rows is not None else slice(None)
-                return design(X[idx], setup) @ M
-
-            chunks = [
-                torch.arange(c.start, c.stop, device=device)
-                for c in chunk_slices(n, M.shape[0], itemsize)
-            ]
-        y_t = tensor(y, setup)
-        w_t = tensor(sample_weight, setup)
-        return RowObjective(
-            loss_fn, whitened_rows, y_t, w_t, setup["y_offset_t"], setup["y_scale_t"], penalty,
-            (rank, y.shape[1]), chunks, builtin=not callable(self.loss),
-            squared=self.loss == "squared_error",
-        )
-
-    def _initial_params(self, whitening, setup, n_outputs, warm):
-        V = torch.zeros((whitening.rank, n_outputs), dtype=setup["dtype"], device=setup["device"])
-        if warm and hasattr(self, "_theta") and self._theta.shape[1] == n_outputs:
-            theta_t = (self._theta - _intercept_row(setup["y_offset"], self.fit_intercept, self._theta.shape[0])) / setup["y_scale"]
-            V = whitening.to_params(torch.as_tensor(theta_t, dtype=setup["dtype"], device=setup["device"]))
-        return V.requires_grad_(True)
+    def _generator(self):
+        rng = check_random_state(self.random_state)
+        return torch.Generator().manual_seed(int(rng.randint(np.iinfo(np.int32).max)))
 
     # ------------------------------------------------------------------------- public API
 
@@ -431,7 +293,9 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
             warm = self.warm_start and hasattr(self, "_theta")
             X, y, sample_weight = fit_data(self, X, y, sample_weight, reset=not warm)
             y2 = self._check_outputs(y, reset=not warm)
-            scaling = self._partial["scaling"] if warm else self._scaling(X, y2, sample_weight)
+            scaling = (
+                self._partial["scaling"] if warm else fitting.scaling(self, X, y2, sample_weight)
+            )
             with self._threads(X.shape):
                 self._fit_arrays(X, y2, sample_weight, scaling)
         return self
@@ -439,30 +303,23 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
     def _fit_arrays(self, X, y, sample_weight, scaling):
         """The in-memory (NumPy) fit: one chunked pass for the statistics, then the loop."""
         loss_name, loss_fn = resolve_loss(self.loss, self.epsilon)
-        setup = self._setup(X.shape[1], y.shape[1], scaling)
+        setup = fitting.make_setup(self, X.shape[1], y.shape[1], scaling)
         generator = self._generator()
-        make_validation = None
+        make_validation = make_rows = None
         if self.early_stopping:
-            n_val = max(1, int(round(self.validation_fraction * X.shape[0])))
-            if X.shape[0] - n_val < 1:
-                raise ValueError(
-                    f"early_stopping=True needs at least 2 samples to hold out validation rows; "
-                    f"got {X.shape[0]} sample{'s' if X.shape[0] != 1 else ''}. Pass more rows or "
-                    "set early_stopping=False."
-                )
-            perm = torch.randperm(X.shape[0], generator=generator).numpy()
-            val, tr = np.sort(perm[:n_val]), np.sort(perm[n_val:])
-            X_val, y_val, w_val = X[val], y[val], sample_weight[val]
-            X, y, sample_weight = X[tr], y[tr], sample_weight[tr]
+            (X, y, sample_weight), held_out = fitting.validation_split(
+                X, y, sample_weight, self.validation_fraction, generator
+            )
 
             def make_validation(whitening):
-                return self._validation_scorer(X_val, y_val, w_val, setup, whitening)
+                return fitting.validation_scorer(*held_out, setup, whitening)
 
-        make_rows = None
-        if not self._stats_mode(loss_name):
+        if not fitting.stats_mode(self, loss_name):
 
             def make_rows(whitening, penalty):
-                return self._row_objective(loss_fn, X, y, sample_weight, setup, whitening, penalty)
+                return fitting.row_objective(
+                    self, loss_fn, X, y, sample_weight, setup, whitening, penalty
+                )
 
         # Large problems take the faster Gram route when it is accurate; small ones need no
         # speed-up and keep every digit of the QR route.
@@ -474,49 +331,18 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
             make_validation=make_validation, n_rows=X.shape[0], generator=generator,
         )
 
-    def _stats_mode(self, loss_name):
-        return loss_name == "squared_error" and self.batch_size is None and self.conditioning
+    def _solve(self, R_aug, weight_sum, setup, *, make_rows=None, warn=True, warm=None,
+               **loop):
+        """Run :func:`autopoly._fitting.solve` and publish its result.
 
-    def _generator(self):
-        rng = check_random_state(self.random_state)
-        return torch.Generator().manual_seed(int(rng.randint(np.iinfo(np.int32).max)))
-
-    def _solve(
-        self, R_aug, weight_sum, setup, *, make_rows=None, make_validation=None, n_rows=None,
-        generator=None, max_iter=None, optimizer_state=None, warn=True, warm=None,
-        keep_best=True,
-    ):
-        """Whiten, run the optimizer loop and publish the result.
-
-        ``R_aug`` is the triangular factor of ``sqrt(w) * [D, t]`` summed over all rows (from
-        :meth:`_accumulate`, a Dask reduction, or earlier ``partial_fit`` calls). The squared
-        error is minimized from it directly; ``make_rows(whitening, penalty)`` supplies a
-        row-wise objective for other losses and mini-batches.
+        ``loop`` holds the further arguments of the loop (validation, rows, generator, ...).
         """
-        qr = ChunkedQR()
-        qr.R = R_aug
-        whitening = self._whitening(qr, weight_sum, setup)
-        if make_rows is None:
-            # The whitened quadratic already holds the L2 part of the penalty.
-            penalty = self._penalty(whitening, setup, weight_sum, l2=False)
-            objective = StatsObjective(whitening, setup["y_scale_t"], penalty)
-        else:
-            objective = make_rows(whitening, self._penalty(whitening, setup, weight_sum))
-        validation = make_validation(whitening) if make_validation is not None else None
         warm = self.warm_start if warm is None else warm
-        V = self._initial_params(whitening, setup, setup["y_offset"].shape[0], warm)
-        optimizer_class = resolve_optimizer(self.optimizer)
-        optimizer = make_optimizer(optimizer_class, [V], self.lr, self.optimizer_kwargs)
-        if optimizer_state is not None:
-            optimizer.load_state_dict(state_to_torch(optimizer_state, setup["device"]))
-        result = train(
-            V, objective, optimizer, lr=self.lr, max_iter=max_iter or self.max_iter,
-            tol=self.tol, n_iter_no_change=self.n_iter_no_change,
-            batch_size=None if make_rows is None else self.batch_size, n_rows=n_rows,
-            generator=generator, validation=validation, verbose=self.verbose,
-            keep_best=keep_best,
+        previous = self._theta if warm and hasattr(self, "_theta") else None
+        result, theta, optimizer = fitting.solve(
+            self, R_aug, weight_sum, setup, make_rows=make_rows, previous_theta=previous, **loop
         )
-        self._store(result, whitening, setup)
+        self._store(result, theta, setup)
         self._partial = {
             "R": R_aug.detach().cpu().numpy(),
             "weight_sum": weight_sum,
@@ -527,7 +353,7 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         if warn and not result.converged:
             warnings.warn(
                 f"TorchPolyRegressor stopped at max_iter={self.max_iter} before converging "
-                f"(tol={self.tol:g}, optimizer={optimizer_class.__name__}, lr={self.lr:g}). "
+                f"(tol={self.tol:g}, optimizer={type(optimizer).__name__}, lr={self.lr:g}). "
                 "Increase max_iter, tune lr, or use the default optimizer='lbfgs'.",
                 ConvergenceWarning,
             )
@@ -571,24 +397,29 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         """partial_fit on validated arrays (see :meth:`partial_fit` for the two behaviours)."""
         state = None if first else self._partial
         if first:
-            state = {"R": None, "weight_sum": 0.0, "scaling": self._scaling(X, y2, sample_weight)}
+            state = {
+                "R": None, "weight_sum": 0.0,
+                "scaling": fitting.scaling(self, X, y2, sample_weight),
+            }
         loss_name, loss_fn = resolve_loss(self.loss, self.epsilon)
-        setup = self._setup(X.shape[1], y2.shape[1], state["scaling"])
+        setup = fitting.make_setup(self, X.shape[1], y2.shape[1], state["scaling"])
+        stats = fitting.stats_mode(self, loss_name)
         qr = ChunkedQR()
-        if self._stats_mode(loss_name) or first:
-            if state["R"] is not None:
-                qr.R = torch.as_tensor(state["R"], dtype=setup["dtype"], device=setup["device"])
-            qr = accumulate(X, y2, sample_weight, setup, qr)
-            weight_sum = state["weight_sum"] + float(sample_weight.sum())
-        else:
+        if state["R"] is not None:
             qr.R = torch.as_tensor(state["R"], dtype=setup["dtype"], device=setup["device"])
-            weight_sum = state["weight_sum"]
-        if self._stats_mode(loss_name):
+        weight_sum = state["weight_sum"]
+        # Row-wise losses fix the whitening with the first batch's statistics.
+        if stats or first:
+            qr = accumulate(X, y2, sample_weight, setup, qr)
+            weight_sum += float(sample_weight.sum())
+        if stats:
             self._solve(qr.R, weight_sum, setup, warm=True)
             return
 
         def make_rows(whitening, penalty):
-            return self._row_objective(loss_fn, X, y2, sample_weight, setup, whitening, penalty)
+            return fitting.row_objective(
+                self, loss_fn, X, y2, sample_weight, setup, whitening, penalty
+            )
 
         self._solve(
             qr.R, weight_sum, setup, make_rows=make_rows, n_rows=X.shape[0],
@@ -596,39 +427,8 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
             optimizer_state=None if first else state.get("optimizer_state"),
         )
 
-    def _check_outputs(self, y, reset):
-        """2-D targets; on an update, the number of outputs must match the fitted one."""
-        y2 = y.reshape(-1, 1) if y.ndim == 1 else y
-        if not reset and hasattr(self, "_theta") and y2.shape[1] != self._theta.shape[1]:
-            raise ValueError(
-                f"y has {y2.shape[1]} output(s) but the estimator was fitted with "
-                f"{self._theta.shape[1]}; pass y with {self._theta.shape[1]} column(s) or refit."
-            )
-        if reset:
-            self._y_ndim = y.ndim
-        return y2
-
-    def _validation_scorer(self, X, y, w, setup, whitening):
-        B = design(X, setup) @ whitening.M
-        y_t = tensor(y, setup)
-        w_t = tensor(w, setup)
-        w_t = w_t / w_t.sum()
-        var = (w_t @ (y_t - w_t @ y_t) ** 2).clamp_min(torch.finfo(setup["dtype"]).tiny)
-
-        def score(V):
-            with torch.no_grad():
-                pred = setup["y_offset_t"] + setup["y_scale_t"] * (B @ V)
-                return float((1 - (w_t @ (y_t - pred) ** 2) / var).mean())
-
-        return score
-
-    def _store(self, result, whitening, setup):
+    def _store(self, result, theta, setup):
         """Publish the fitted state as CPU NumPy arrays (only after the fit succeeded)."""
-        V = result.V.detach()
-        theta_t = (whitening.M @ V).cpu().to(torch.float64).numpy()
-        theta = theta_t * setup["y_scale"] + _intercept_row(
-            setup["y_offset"], self.fit_intercept, theta_t.shape[0]
-        )
         raw = setup["basis_change"] @ theta
         single = self._y_ndim == 1
         if self.fit_intercept:
@@ -675,25 +475,10 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
             return self._predict_arrays(X)
 
     def _predict_arrays(self, X):
-        device = prediction_device(self.device_)
-        # Predictions are cheap: compute them in float64 unless the device lacks it.
-        dtype = torch.float32 if device.type == "mps" else torch.float64
         # The fitted terms, not the current parameters: a failed refit may have changed those.
-        lo, hi, interaction_only, intercept = self._terms
-        setup = {
-            "device": device,
-            "dtype": dtype,
-            "intercept": intercept,
-            "expansion": expansion(X.shape[1], lo, hi, interaction_only),
-            "x_offset_t": torch.as_tensor(self._x_offset, dtype=dtype, device=device),
-            "x_scale_t": torch.as_tensor(self._x_scale, dtype=dtype, device=device),
-        }
-        theta = torch.as_tensor(self._theta, dtype=dtype, device=device)
-        itemsize = torch.empty((), dtype=dtype).element_size()
-        out = np.empty((X.shape[0], theta.shape[1]))
-        with torch.no_grad():
-            for rows in chunk_slices(X.shape[0], theta.shape[0], itemsize):
-                out[rows] = (design(X[rows], setup) @ theta).cpu().to(torch.float64).numpy()
+        out = fitting.predict(
+            X, self._theta, self._terms, self._x_offset, self._x_scale, self.device_
+        )
         return out[:, 0] if self._y_ndim == 1 else out
 
     def get_feature_names_out(self, input_features=None):
@@ -723,9 +508,3 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         tags.target_tags.single_output = True
         return tags
 
-
-def _intercept_row(y_offset, fit_intercept, n_rows):
-    shift = np.zeros((n_rows, len(y_offset)))
-    if fit_intercept:
-        shift[0] = y_offset
-    return shift

@@ -97,7 +97,7 @@ def test_squared_error_dask_array_on_cluster_matches_in_memory(client, monkeypat
     assert max(log.sizes) < 20_000 < X.nbytes // 100
     # Both worker processes generated and reduced blocks of X.
     assert len(_task_workers(stream, "uniform")) == 2
-    assert len(_task_workers(stream, "_block_factor")) == 2
+    assert len(_task_workers(stream, "block_factor")) == 2
 
 
 def test_squared_error_dask_dataframe_weight_column_matches_in_memory(client, monkeypatch):
