@@ -114,6 +114,7 @@ def run_fit(args):
         lr=args.lr, max_iter=args.max_iter, device=args.device, random_state=args.random_state,
         verbose=args.verbose,
     )
+    _check_options(model, args, n_rows=X.shape[0])
     print(
         f"Read {X.shape[0]} rows from {args.data}: target {args.target!r}, "
         f"features {', '.join(repr(name) for name in features)}."
@@ -150,10 +151,34 @@ def run_fit(args):
     return 0
 
 
+def _check_options(model, args, n_rows):
+    """Refuse, before fitting, options the estimator or the data cannot take (exit status 2)."""
+    from ._device import resolve_device
+
+    try:
+        model._validate_params()
+        model._check_params()
+        resolve_device(model.device)
+    except (ValueError, TypeError) as exc:
+        raise InputError(str(exc)) from exc
+    if args.cv is not None and args.cv > n_rows:
+        raise InputError(
+            f"--cv {args.cv} needs at least {args.cv} rows, one per fold, but the data have "
+            f"{n_rows}; use --cv {min(5, n_rows)} or fewer."
+        )
+
+
 def _split(features):
     if features is None:
         return None
-    return [name.strip() for name in features.split(",") if name.strip()]
+    names = [name.strip() for name in features.split(",") if name.strip()]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise InputError(
+            f"--features lists {', '.join(map(repr, repeated))} more than once; name each "
+            "input column once."
+        )
+    return names
 
 
 def _print_table(header, rows):

@@ -101,9 +101,15 @@ def gram_is_accurate(R, max_cond=1e3):
 RIDGE = 1e-7
 
 
-def _well_conditioned(U, U_inv, eps):
-    """Condition number (1-norm, within a factor n of the 2-norm one) below ~1e12 in float64."""
+def _well_conditioned(U, U_inv, eps, squared=False):
+    """Condition number (1-norm, within a factor n of the 2-norm one) below ~1e12 in float64.
+
+    ``squared``: ``U`` is the Cholesky factor of a matrix formed in floating point (a Gram
+    matrix), whose own condition number, the square of ``U``'s, is the one to bound.
+    """
     cond = torch.linalg.matrix_norm(U, 1) * torch.linalg.matrix_norm(U_inv, 1)
+    if squared:
+        cond = cond * cond
     return bool(torch.isfinite(cond)) and float(cond) < 0.01 / (eps * U.shape[0])
 
 
@@ -148,11 +154,15 @@ class Whitening:
         # Squared error plus an L2 term in theta is exactly ||V - C||**2 + const in
         # V = L.T @ theta (L the Cholesky factor of its Hessian): still an identity Hessian.
         H = Rs.T @ Rs
+        ridge = True  # without a penalty, R was found numerically rank-deficient above
         if penalty_gram is not None:
             H = H + penalty_gram / col[:, None] / col[None, :]
-        L = torch.linalg.cholesky_ex(H)[0]
-        L_inv = torch.linalg.solve_triangular(L, eye, upper=False)
-        if not _well_conditioned(L.T, L_inv.T, eps):
+            L = torch.linalg.cholesky_ex(H)[0]
+            L_inv = torch.linalg.solve_triangular(L, eye, upper=False)
+            # H was formed in floating point: its rounding caps the condition number that L
+            # shows at about 1/sqrt(eps), so bound H's (the square), not L's.
+            ridge = not _well_conditioned(L.T, L_inv.T, eps, squared=True)
+        if ridge:
             L = torch.linalg.cholesky(H + max(RIDGE, 1e3 * eps * n_design) * eye)
             L_inv = torch.linalg.solve_triangular(L, eye, upper=False)
         self.M = L_inv.T / col[:, None]

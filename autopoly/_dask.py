@@ -78,6 +78,8 @@ def fit(estimator, X, y, sample_weight):
             "validation blocks yourself and score them with predict."
         )
     warm = estimator.warm_start and hasattr(estimator, "_theta")
+    if warm:
+        estimator._check_continuation("warm_start=True")
     x_kind = collection_kind(X, "X")
     n_features = len(X.columns) if x_kind == "frame" else (X.shape[1] if X.ndim == 2 else None)
     if n_features is None:
@@ -115,6 +117,8 @@ def fit(estimator, X, y, sample_weight):
     if not moments["W"] > 0:  # the in-memory fit's message (scikit-learn's)
         raise ValueError("Sample weights must contain at least one non-zero number.")
     scaling = estimator._partial["scaling"] if warm else scaling_from_moments(estimator, moments)
+    # Now that the rows are counted: a batch_size covering them all means full batches.
+    stats_mode = fitting.stats_mode(estimator, loss_name, int(moments["n"]))
 
     worker_est = clone(estimator).set_params(device="cpu", warm_start=False, verbose=0)
     setup = fitting.make_setup(estimator, n_features, n_outputs, scaling)

@@ -28,9 +28,24 @@ DTYPES = {"float64": torch.float64, "float32": torch.float32}
 CACHE_BYTES = 1 * 2**30
 
 
-def stats_mode(est, loss_name):
+def batch_rows(est, n_rows=None):
+    """The mini-batch size, or None for full batches (also when ``batch_size >= n_rows``)."""
+    if est.batch_size is None or (n_rows is not None and est.batch_size >= n_rows):
+        return None
+    return est.batch_size
+
+
+def stats_mode(est, loss_name, n_rows=None):
     """Whether the fit runs on the sufficient statistics alone (no pass over rows per step)."""
-    return loss_name == "squared_error" and est.batch_size is None and est.conditioning
+    return (
+        loss_name == "squared_error" and batch_rows(est, n_rows) is None and est.conditioning
+    )
+
+
+def is_smooth(est):
+    """Whether the objective is differentiable everywhere (its gradient must vanish at the end)."""
+    l1 = est.alpha > 0 and est.l1_ratio > 0
+    return est.loss in ("squared_error", "huber") and not l1
 
 
 # ------------------------------------------------------------------------------ setup
@@ -102,10 +117,43 @@ def make_setup(est, n_features, n_outputs, scaling):
     }
     for key in ("x_offset", "x_scale", "y_offset", "y_scale"):
         setup[key + "_t"] = torch.as_tensor(scaling[key], dtype=dtype, device=device)
-    setup["basis_change"] = basis_change(
-        setup["powers"], scaling["x_offset"], scaling["x_scale"], est.fit_intercept
-    )
+    with np.errstate(over="ignore", invalid="ignore"):
+        setup["basis_change"] = basis_change(
+            setup["powers"], scaling["x_offset"], scaling["x_scale"], est.fit_intercept
+        )
+    if not np.isfinite(setup["basis_change"]).all():
+        raise raw_basis_overflow(scaling, hi)
     return setup
+
+
+def terms_overflow(est, setup):
+    """The error for a design whose terms overflowed the compute dtype."""
+    dtype = str(setup["dtype"]).replace("torch.", "")
+    hints = ["Rescale X before fitting (e.g. StandardScaler in a Pipeline)"]
+    if est.warm_start:
+        hints.append("with warm_start=True the first fit's input scaling is kept, so data far "
+                     "outside its range overflow: set warm_start=False")
+    if not est.conditioning:
+        hints.append("conditioning=True maps the inputs into [-1, 1] first")
+    if dtype == "float32":
+        hints.append("dtype='float64' has a far wider range")
+    return ValueError(
+        f"The polynomial terms of X (degree up to {degree_range(est.degree, est.fit_intercept)[1]}"
+        f") overflowed {dtype}, so the fit cannot use them. " + "; ".join(hints) + "."
+    )
+
+
+def raw_basis_overflow(scaling, max_degree):
+    """The error for inputs whose raw monomials float64 cannot represent."""
+    reach = np.abs(scaling["x_offset"]) + scaling["x_scale"]
+    large = reach.max() >= 1
+    extreme = float(reach.max() if large else reach.min())
+    return ValueError(
+        f"X's values reach {extreme:.3g} in magnitude: too {'large' if large else 'small'} "
+        f"for float64 to hold the coefficients of their raw monomials up to degree "
+        f"{max_degree}. Rescale X before fitting, e.g. with StandardScaler or MinMaxScaler in "
+        "a Pipeline."
+    )
 
 
 # -------------------------------------------------------------------- the objective
@@ -178,12 +226,14 @@ def row_objective(est, loss_fn, X, y, sample_weight, setup, whitening, penalty):
 
 def validation_split(X, y, sample_weight, fraction, generator):
     """Draw the held-out rows of early stopping: ``(train, validation)``, each ``(X, y, w)``."""
-    n_val = max(1, int(round(fraction * X.shape[0])))
+    # An R^2 needs two rows at least.
+    n_val = max(2, int(round(fraction * X.shape[0])))
     if X.shape[0] - n_val < 1:
         raise ValueError(
-            f"early_stopping=True needs at least 2 samples to hold out validation rows; "
-            f"got {X.shape[0]} sample{'s' if X.shape[0] != 1 else ''}. Pass more rows or "
-            "set early_stopping=False."
+            f"early_stopping=True holds out validation_fraction={fraction:g} of the rows, and "
+            f"at least 2 to score them, plus 1 row to train on; got {X.shape[0]} "
+            f"sample{'s' if X.shape[0] != 1 else ''}. Pass more rows or set "
+            "early_stopping=False."
         )
     perm = torch.randperm(X.shape[0], generator=generator).numpy()
     val, tr = np.sort(perm[:n_val]), np.sort(perm[n_val:])
@@ -196,12 +246,17 @@ def validation_scorer(X, y, w, setup, whitening):
     y_t = tensor(y, setup)
     w_t = tensor(w, setup)
     w_t = w_t / w_t.sum()
-    var = (w_t @ (y_t - w_t @ y_t) ** 2).clamp_min(torch.finfo(setup["dtype"]).tiny)
+    var = w_t @ (y_t - w_t @ y_t) ** 2
+    constant = var <= torch.finfo(setup["dtype"]).tiny
 
     def score(V):
         with torch.no_grad():
             pred = setup["y_offset_t"] + setup["y_scale_t"] * (B @ V)
-            return float((1 - (w_t @ (y_t - pred) ** 2) / var).mean())
+            resid = w_t @ (y_t - pred) ** 2
+            r2 = 1 - resid / torch.where(constant, torch.ones_like(var), var)
+            # A constant held-out target scores as in sklearn's r2_score: 1 if matched, else 0.
+            r2 = torch.where(constant, (resid <= 0).to(r2.dtype), r2)
+            return float(r2.mean())
 
     return score
 
@@ -248,6 +303,8 @@ def solve(
     optimizer : torch.optim.Optimizer
         The optimizer, for its state.
     """
+    if not bool(torch.isfinite(R_aug).all()):
+        raise terms_overflow(est, setup)
     whitening = whiten(est, R_aug, weight_sum, setup)
     if make_rows is None:
         # The whitened quadratic already holds the L2 part of the penalty.
@@ -265,9 +322,9 @@ def solve(
     result = train(
         V, objective, optimizer, lr=est.lr, max_iter=max_iter or est.max_iter,
         tol=est.tol, n_iter_no_change=est.n_iter_no_change,
-        batch_size=None if make_rows is None else est.batch_size, n_rows=n_rows,
+        batch_size=None if make_rows is None else batch_rows(est, n_rows), n_rows=n_rows,
         generator=generator, validation=validation, verbose=est.verbose,
-        keep_best=keep_best,
+        keep_best=keep_best, smooth=is_smooth(est),
     )
     theta_t = (whitening.M @ result.V.detach()).cpu().to(torch.float64).numpy()
     theta = theta_t * setup["y_scale"] + _intercept_row(

@@ -45,7 +45,7 @@ def resolve_loss(loss, epsilon):
     The function returns per-output losses, shape ``(n_outputs,)``, or ``(1,)`` for a callable.
     """
     if callable(loss):
-        return "callable", lambda y_pred, y_true, sw: loss(y_pred, y_true, sw).reshape(1)
+        return "callable", _checked(loss)
     if loss == "squared_error":
         return loss, squared_error
     if loss == "absolute_error":
@@ -56,3 +56,42 @@ def resolve_loss(loss, epsilon):
         f"loss={loss!r} is not a known loss; use one of {', '.join(map(repr, LOSSES))} "
         "or a callable (y_pred, y_true, sample_weight) -> scalar tensor."
     )
+
+
+_CALLABLE_CONTRACT = (
+    "A loss callable receives torch tensors y_pred and y_true of shape (n_samples, n_outputs) "
+    "and sample_weight of shape (n_samples,), and must return a scalar torch tensor computed "
+    "with torch operations, e.g. (sample_weight @ ((y_pred - y_true) ** 2).sum(1)) / "
+    "sample_weight.sum()."
+)
+
+
+def _checked(loss):
+    """The user's loss, returning shape ``(1,)``, with errors that state its contract."""
+    name = getattr(loss, "__name__", type(loss).__name__)
+
+    def call(y_pred, y_true, sample_weight):
+        try:
+            value = loss(y_pred, y_true, sample_weight)
+        except (TypeError, AttributeError) as exc:
+            raise TypeError(
+                f"loss={name} raised {type(exc).__name__}: {exc}. {_CALLABLE_CONTRACT}"
+            ) from exc
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(
+                f"loss={name} returned a {type(value).__name__}, not a torch tensor. "
+                + _CALLABLE_CONTRACT
+            )
+        if value.numel() != 1:
+            raise ValueError(
+                f"loss={name} returned a tensor of shape {tuple(value.shape)}, not a scalar: "
+                "reduce it to the weighted mean over samples. " + _CALLABLE_CONTRACT
+            )
+        if y_pred.requires_grad and not value.requires_grad:
+            raise TypeError(
+                f"loss={name} returned a tensor that autograd cannot trace back to y_pred "
+                "(was it computed with NumPy, .item() or .detach()?). " + _CALLABLE_CONTRACT
+            )
+        return value.reshape(1)
+
+    return call

@@ -6,17 +6,37 @@ import numpy as np
 import torch
 
 
+# Optimizers that need sparse gradients: a polynomial's coefficients get dense ones.
+SPARSE_ONLY = (torch.optim.SparseAdam,)
+
+
 def optimizer_names():
-    """Lower-case names of every optimizer class that ``torch.optim`` exports."""
+    """Lower-case names of every usable optimizer class that ``torch.optim`` exports."""
     return sorted(
         name.lower()
         for name, obj in vars(torch.optim).items()
-        if inspect.isclass(obj) and issubclass(obj, torch.optim.Optimizer) and obj is not torch.optim.Optimizer
+        if inspect.isclass(obj) and issubclass(obj, torch.optim.Optimizer)
+        and obj is not torch.optim.Optimizer and not issubclass(obj, SPARSE_ONLY)
     )
 
 
 def resolve_optimizer(optimizer):
     """Return the optimizer class for a case-insensitive name or a ``torch.optim.Optimizer`` subclass."""
+    found = _lookup(optimizer)
+    if found is not None and issubclass(found, SPARSE_ONLY):
+        raise ValueError(
+            f"optimizer={optimizer!r} only works with sparse gradients (embeddings), and a "
+            "polynomial's coefficients get dense ones; use 'adam' instead."
+        )
+    if found is not None:
+        return found
+    raise ValueError(
+        f"optimizer={optimizer!r} is not a torch.optim optimizer; use a torch.optim.Optimizer "
+        f"subclass or one of these names (case-insensitive): {', '.join(optimizer_names())}."
+    )
+
+
+def _lookup(optimizer):
     if inspect.isclass(optimizer) and issubclass(optimizer, torch.optim.Optimizer):
         return optimizer
     if isinstance(optimizer, str):
@@ -27,10 +47,7 @@ def resolve_optimizer(optimizer):
                 and issubclass(obj, torch.optim.Optimizer)
             ):
                 return obj
-    raise ValueError(
-        f"optimizer={optimizer!r} is not a torch.optim optimizer; use a torch.optim.Optimizer "
-        f"subclass or one of these names (case-insensitive): {', '.join(optimizer_names())}."
-    )
+    return None
 
 
 def is_lbfgs(optimizer_class):

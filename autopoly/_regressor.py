@@ -61,7 +61,11 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         Any ``torch.optim`` optimizer, by case-insensitive name ('sgd', 'adam', 'adamw',
         'nadam', 'rmsprop', 'lbfgs', ...) or class.
     lr : float, default=1.0
-        Learning rate given to the optimizer.
+        Learning rate given to the optimizer. The default suits L-BFGS, whose line search
+        scales its steps. In the whitened parametrization the squared error's Hessian is twice
+        the identity (per output, relative to the constant model), so 'sgd' converges for
+        ``lr < 1`` (``lr=0.5`` is a Newton step) and oscillates at 1; Adam-type optimizers
+        take steps of about ``lr`` per coefficient, so 0.01 to 0.1 is a good start.
     optimizer_kwargs : dict, default=None
         Further keyword arguments for the optimizer (e.g. ``{'momentum': 0.9}``).
     max_iter : int, default=200
@@ -71,7 +75,8 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
     n_iter_no_change : int, default=10
         Iterations without an improvement of ``tol`` after which the fit stops.
     batch_size : int, default=None
-        ``None`` for full-batch steps; an int for shuffled mini-batches of that many rows.
+        ``None`` for full-batch steps; an int for shuffled mini-batches of that many rows
+        (``fit`` takes full batches when it is at least the number of training rows).
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the rows, stop when their R^2 stops improving and
         keep the best parameters.
@@ -111,9 +116,11 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
     n_iter_ : int
         Iterations run by the last call to ``fit`` or ``partial_fit``.
     loss_curve_ : list of float
-        Objective (loss plus penalty, in the units of ``y``) at each iteration.
+        Objective (loss plus penalty, in the units of ``y``) at each iteration of the last call
+        to ``fit`` or ``partial_fit`` (not accumulated across calls, unlike
+        :class:`~sklearn.neural_network.MLPRegressor`'s).
     best_loss_ : float
-        Smallest objective reached.
+        Smallest objective reached by the last call.
     validation_scores_ : list of float or None
         Validation R^2 per iteration when ``early_stopping=True``.
     best_validation_score_ : float or None
@@ -139,8 +146,10 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
     output's objective divided by that of its constant model) falls below ``tol``, or when the
     objective improves by less than ``tol`` for ``n_iter_no_change`` iterations while staying
     flat within ``tol`` (non-smooth losses); with mini-batches or early stopping only the
-    improvement test applies (on the epoch loss or the validation score).
-    Reaching ``max_iter`` first gives a ``ConvergenceWarning``. A loss that becomes non-finite
+    improvement test applies (on the epoch loss or the validation score). For a smooth
+    objective, a stall whose largest gradient is still above ``sqrt(tol)`` and 1% of the first
+    one (an optimizer oscillating across the optimum, ``lr`` too large) stops the fit unconverged.
+    Stopping unconverged, or reaching ``max_iter`` first, gives a ``ConvergenceWarning``. A loss that becomes non-finite
     raises :class:`autopoly.DivergenceError` and leaves any earlier fitted state untouched.
 
     Examples
@@ -249,13 +258,40 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         resolve_optimizer(self.optimizer)
         resolve_loss(self.loss, self.epsilon)
 
-    def _check_outputs(self, y, reset):
-        """2-D targets; on an update, the number of outputs must match the fitted one."""
+    def _check_continuation(self, how):
+        """A warm start or a streamed update continues the fitted terms: they must not change."""
+        def degree(lo, hi):
+            return hi if lo == 0 else (lo, hi)
+
+        fitted = {"degree": degree(*self._terms[:2]), "interaction_only": self._terms[2],
+                  "fit_intercept": self._terms[3], "conditioning": self._conditioned}
+        now = {"degree": degree(*self._degree_range()), "interaction_only": self.interaction_only,
+               "fit_intercept": self.fit_intercept, "conditioning": self.conditioning}
+        changed = [name for name in now if now[name] != fitted[name]]
+        if changed:
+            listed = ", ".join(f"{name} (fitted with {fitted[name]!r}, now {now[name]!r})"
+                               for name in changed)
+            fix = (
+                "Set warm_start=False, or use a fresh estimator," if how == "warm_start=True"
+                else "Start a new stream on a fresh estimator (sklearn.base.clone)"
+            )
+            raise ValueError(
+                f"{how} continues the previous fit, whose terms cannot change, but {listed} "
+                f"changed. {fix} to fit the new terms."
+            )
+
+    def _check_outputs(self, y, reset, how="warm_start=True"):
+        """2-D targets; on an update (``how``), the number of outputs must match the fitted one."""
         y2 = y.reshape(-1, 1) if y.ndim == 1 else y
         if not reset and hasattr(self, "_theta") and y2.shape[1] != self._theta.shape[1]:
+            fix = (
+                "set warm_start=False" if how == "warm_start=True"
+                else "start a new stream on a fresh estimator (sklearn.base.clone)"
+            )
             raise ValueError(
                 f"y has {y2.shape[1]} output(s) but the estimator was fitted with "
-                f"{self._theta.shape[1]}; pass y with {self._theta.shape[1]} column(s) or refit."
+                f"{self._theta.shape[1]}, and {how} continues that fit; pass y with "
+                f"{self._theta.shape[1]} column(s), or {fix} to fit {y2.shape[1]} outputs."
             )
         if reset:
             self._y_ndim = y.ndim
@@ -291,6 +327,8 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
                 return self
             self._check_params()
             warm = self.warm_start and hasattr(self, "_theta")
+            if warm:
+                self._check_continuation("warm_start=True")
             X, y, sample_weight = fit_data(self, X, y, sample_weight, reset=not warm)
             y2 = self._check_outputs(y, reset=not warm)
             scaling = (
@@ -314,7 +352,7 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
             def make_validation(whitening):
                 return fitting.validation_scorer(*held_out, setup, whitening)
 
-        if not fitting.stats_mode(self, loss_name):
+        if not fitting.stats_mode(self, loss_name, X.shape[0]):
 
             def make_rows(whitening, penalty):
                 return fitting.row_objective(
@@ -350,7 +388,17 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
             # Only a row-wise partial_fit resumes the optimizer; the quadratic restarts it.
             "optimizer_state": None if make_rows is None else state_to_numpy(optimizer.state_dict()),
         }
-        if warn and not result.converged:
+        if warn and result.stalled_gradient is not None:
+            warnings.warn(
+                f"TorchPolyRegressor stopped after {result.n_iter} iterations without "
+                f"converging: the loss stopped improving while its largest gradient was still "
+                f"{result.stalled_gradient:.2g} (tol={self.tol:g}), so "
+                f"optimizer={type(optimizer).__name__} with lr={self.lr:g} oscillates across "
+                f"the optimum or is stuck. Use a smaller lr (e.g. lr={self.lr / 2:g}) or the "
+                "default optimizer='lbfgs'.",
+                ConvergenceWarning,
+            )
+        elif warn and not result.converged:
             warnings.warn(
                 f"TorchPolyRegressor stopped at max_iter={self.max_iter} before converging "
                 f"(tol={self.tol:g}, optimizer={type(optimizer).__name__}, lr={self.lr:g}). "
@@ -387,8 +435,10 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         with restore_on_error(self):
             self._check_params()
             first = not hasattr(self, "_partial")
+            if not first:
+                self._check_continuation("partial_fit")
             X, y, sample_weight = fit_data(self, X, y, sample_weight, reset=first)
-            y2 = self._check_outputs(y, reset=first)
+            y2 = self._check_outputs(y, reset=first, how="partial_fit")
             with self._threads(X.shape):
                 self._partial_fit_arrays(X, y2, sample_weight, first)
         return self
@@ -429,7 +479,10 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
 
     def _store(self, result, theta, setup):
         """Publish the fitted state as CPU NumPy arrays (only after the fit succeeded)."""
-        raw = setup["basis_change"] @ theta
+        with np.errstate(over="ignore", invalid="ignore"):
+            raw = setup["basis_change"] @ theta
+        if not np.isfinite(raw).all():
+            raise fitting.raw_basis_overflow(setup, self._degree_range()[1])
         single = self._y_ndim == 1
         if self.fit_intercept:
             intercept, coef = raw[0], raw[1:]
@@ -447,6 +500,7 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         )
         self.device_ = str(setup["device"])
         self._terms = (*self._degree_range(), self.interaction_only, self.fit_intercept)
+        self._conditioned = self.conditioning
         self._theta = theta
         self._x_offset, self._x_scale = setup["x_offset"], setup["x_scale"]
         self._y_offset, self._y_scale = setup["y_offset"], setup["y_scale"]

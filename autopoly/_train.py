@@ -2,6 +2,7 @@
 
 import math
 import time
+import warnings
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -10,6 +11,9 @@ import torch
 
 # The normalized objective growing this much above the constant model's counts as divergence.
 DIVERGENCE_FACTOR = 1e6
+# A smooth objective that stalls with a gradient above this share of its first one is stuck
+# (or oscillating) far from the optimum.
+STALL_GRADIENT_SHARE = 1e-2
 
 
 class DivergenceError(FloatingPointError):
@@ -41,6 +45,9 @@ class TrainResult:
     best_loss: float = math.inf
     validation_scores: list = field(default_factory=list)
     best_validation_score: float = -math.inf
+    # Set when a smooth objective stopped improving far from a stationary point, with this
+    # largest gradient: the optimizer oscillates or is stuck, it has not converged.
+    stalled_gradient: float = None
 
 
 def _progress(verbose, max_iter):
@@ -49,6 +56,12 @@ def _progress(verbose, max_iter):
     try:
         from tqdm.auto import tqdm
     except ImportError:  # the bar is a nicety; verbose=1 lines still print
+        warnings.warn(
+            "verbose=2 shows a progress bar with tqdm, which is not installed; printing "
+            "progress lines only. Install it with `pip install 'autopoly[progress]'`.",
+            UserWarning,
+            stacklevel=2,
+        )
         return None
     return tqdm(total=max_iter, desc="autopoly fit", unit="it", leave=False)
 
@@ -77,6 +90,7 @@ def train(
     validation=None,
     verbose=0,
     keep_best=True,
+    smooth=False,
 ):
     """Run up to ``max_iter`` iterations (full-batch steps, or epochs of mini-batches).
 
@@ -84,7 +98,10 @@ def train(
     is below ``tol``, or the objective improved by less than ``tol`` for ``n_iter_no_change``
     iterations in a row while staying within ``tol`` (flat: a non-smooth loss or a line search
     that can no longer progress); on mini-batches only the improvement test applies, on the
-    epoch's mean loss.
+    epoch's mean loss. For a ``smooth`` objective a flat stall does not count as convergence
+    while the largest gradient is still above both ``sqrt(tol)`` and 1% of the first
+    iteration's: the steps oscillate across the optimum (``lr`` too large) or are stuck far
+    from it, so the loop stops unconverged and records the gradient in ``stalled_gradient``.
     With ``validation`` (a callable ``V -> R^2``), the fit stops when the validation score has
     not improved by ``tol`` for ``n_iter_no_change`` epochs and the best parameters are restored.
 
@@ -140,6 +157,8 @@ def train(
                 total_user += seen[0][1] * len(batch)
             loss, user, grad_max = total / n_rows, total_user / n_rows, math.inf
         result.n_iter = it
+        if it == 1:
+            first_grad = grad_max
         # A million times worse than the constant model is divergence, not a slow start.
         if not math.isfinite(loss) or loss > DIVERGENCE_FACTOR * objective.constant_model:
             raise _diverged("loss", it, optimizer, lr)
@@ -182,7 +201,12 @@ def train(
             or validation is not None
             or max(recent) - min(recent) <= tol * max(1.0, abs(best))
         ):
-            result.converged = True
+            full_batch = batch_size is None and validation is None
+            far = grad_max > max(math.sqrt(tol), STALL_GRADIENT_SHARE * first_grad)
+            if full_batch and smooth and far:
+                result.stalled_gradient = grad_max
+            else:
+                result.converged = True
             break
     if bar is not None:
         bar.close()

@@ -94,6 +94,13 @@ def explain(exc, X=None, y=None, sample_weight=None):
             f"X has {n_x} samples but y has {n_y}; X and y need the same number of samples (one "
             "target row per row of X)."
         )
+    found = re.match(r"sample_weight\.shape == \((\d+),\), expected \((\d+),\)", msg)
+    if found:
+        n_w, n_x = found.groups()
+        return ValueError(
+            f"sample_weight has {n_w} entries but X has {n_x} samples; pass one weight per row "
+            "of X (or a single number for equal weights)."
+        )
     if "could not convert" in msg:
         column = _non_numeric_column(X)
         if column is not None:

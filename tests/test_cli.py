@@ -161,9 +161,29 @@ def test_skops_missing_gives_install_hint(data_csv, tmp_path, capsys, monkeypatc
 
 
 def test_fit_failure_is_reported_without_traceback(data_csv, capsys):
-    status = main(["fit", str(data_csv), "--target", "y", "--features", "a", "--optimizer", "nope"])
+    status = main(["fit", str(data_csv), "--target", "y", "--features", "a",
+                   "--optimizer", "sgd", "--lr", "1e6"])
     assert status == 1
-    assert "the fit failed: optimizer='nope' is not a torch.optim optimizer" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "the fit failed: The loss became non-finite" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--optimizer", "nope"], "optimizer='nope' is not a torch.optim optimizer"),
+        (["--device", "tpu"], "device='tpu'"),
+        (["--cv", "1000"], "--cv 1000 needs at least 1000 rows"),
+        (["--features", "a,a"], "--features lists 'a' more than once"),
+    ],
+)
+def test_options_the_fit_cannot_take_exit_2_before_fitting(data_csv, capsys, options, message):
+    features = [] if options[0] == "--features" else ["--features", "a,b"]
+    status = main(["fit", str(data_csv), "--target", "y", *features, *options])
+    captured = capsys.readouterr()
+    assert status == 2
+    assert message in captured.err
+    assert "Fitted" not in captured.out  # refused before fitting
 
 
 def test_convergence_warning_is_printed_as_a_line(data_csv, capsys):

@@ -189,6 +189,74 @@ def test_easy_problem_stops_before_max_iter():
     assert model.n_iter_ < 10 and len(model.loss_curve_) == model.n_iter_
 
 
+def test_sgd_oscillating_at_lr_1_warns_instead_of_claiming_convergence():
+    # In the whitened parametrization the squared error's Hessian is 2 * I: SGD at lr=1 jumps
+    # between two points of equal loss forever, and must not pass that off as convergence.
+    rng = np.random.default_rng(13)
+    X = rng.uniform(-2, 2, (60, 2))
+    y = 1 + X[:, 0] - 2 * X[:, 0] * X[:, 1]
+    with pytest.warns(ConvergenceWarning, match=r"oscillates across the optimum.*smaller lr"):
+        TorchPolyRegressor(optimizer="sgd", lr=1.0).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        newton = TorchPolyRegressor(optimizer="sgd", lr=0.5).fit(X, y)
+        # Adam wobbles near the optimum: a stall there is the usual (documented) stop.
+        adam = TorchPolyRegressor(optimizer="adam", lr=0.1).fit(X, y)
+    assert newton.n_iter_ <= 3
+    assert_allclose(newton.coef_, [1, 0, 0, -2, 0], atol=1e-9)
+    assert adam.score(X, y) > 0.9999
+
+
+def test_duplicated_features_share_their_coefficients():
+    rng = np.random.default_rng(14)
+    x = rng.uniform(-2, 2, 50)
+    y = 3 + 0.5 * x + x**2 + 0.1 * rng.standard_normal(50)
+    model = TorchPolyRegressor(degree=2).fit(np.c_[x, x], y)
+    # Terms x0, x1, x0^2, x0 x1, x1^2: each copy gets an equal share.
+    assert_allclose(model.coef_[0], model.coef_[1], rtol=1e-7)
+    assert_allclose(model.coef_[2:], model.coef_[2], rtol=1e-7)
+    single = TorchPolyRegressor(degree=2).fit(x.reshape(-1, 1), y)
+    assert_allclose(2 * model.coef_[0], single.coef_[0], rtol=1e-6)
+    assert_allclose(3 * model.coef_[2], single.coef_[1], rtol=1e-6)
+    assert_allclose(model.predict(np.c_[x, x]), single.predict(x.reshape(-1, 1)), atol=1e-6)
+
+
+def test_batch_size_covering_every_row_is_a_full_batch_fit():
+    rng = np.random.default_rng(15)
+    X = rng.standard_normal((60, 2))
+    y = X[:, 0] ** 2 - X[:, 1] + 0.1 * rng.standard_normal(60)
+    for loss in ("squared_error", "huber"):
+        full = TorchPolyRegressor(loss=loss, optimizer="adam", lr=0.05, random_state=0).fit(X, y)
+        covering = TorchPolyRegressor(
+            loss=loss, optimizer="adam", lr=0.05, batch_size=1000, random_state=0
+        ).fit(X, y)
+        assert covering.n_iter_ == full.n_iter_
+        assert_allclose(covering.coef_, full.coef_, rtol=1e-12, atol=1e-12)
+
+
+def test_early_stopping_with_a_constant_validation_target_scores_like_r2_score():
+    X = np.linspace(-1, 1, 40).reshape(-1, 1)
+    y = np.full(40, 2.0)
+    model = TorchPolyRegressor(early_stopping=True, random_state=0).fit(X, y)
+    # sklearn's r2_score: 1.0 for a perfect prediction of a constant target, never -1e300.
+    assert np.isfinite(model.validation_scores_).all()
+    assert model.best_validation_score_ == 1.0
+    assert_allclose(model.predict(X), 2.0)
+
+
+def test_early_stopping_with_a_few_rows_holds_out_two():
+    X = np.linspace(-1, 1, 5).reshape(-1, 1)
+    y = X[:, 0] ** 2
+    model = TorchPolyRegressor(early_stopping=True, random_state=0).fit(X, y)
+    # One held-out row would give R^2 = 1 - residual / 0, about -1e300.
+    assert min(model.validation_scores_) > -1e3
+
+
+def test_divergence_error_has_its_public_name():
+    assert DivergenceError.__module__ == "autopoly"
+    assert "autopoly.DivergenceError" in repr(DivergenceError)
+
+
 def test_early_stopping_records_scores_and_restores_best():
     rng = np.random.default_rng(12)
     X = rng.uniform(-1, 1, (300, 1))

@@ -67,6 +67,14 @@ def test_verbose_2_shows_a_tqdm_bar(capsys):
 def test_verbose_2_without_tqdm_still_prints_lines(capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "tqdm", None)
     monkeypatch.setitem(sys.modules, "tqdm.auto", None)
-    _, captured = _fit(capsys, verbose=2, optimizer="adam", lr=0.05, max_iter=20, tol=0.0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        TorchPolyRegressor(verbose=2, optimizer="adam", lr=0.05, max_iter=20, tol=0.0).fit(
+            *_data()
+        )
+    captured = capsys.readouterr()
+    hints = [str(w.message) for w in caught if issubclass(w.category, UserWarning)
+             and "tqdm, which is not installed" in str(w.message)]
+    assert len(hints) == 1 and "pip install 'autopoly[progress]'" in hints[0]
     assert captured.err == ""
     assert "Iteration 20, loss = " in captured.out
