@@ -162,9 +162,10 @@ def _check_options(model, args, n_rows):
     except (ValueError, TypeError) as exc:
         raise InputError(str(exc)) from exc
     if args.cv is not None and args.cv > n_rows:
+        fix = f"use --cv {min(5, n_rows)} or fewer" if n_rows >= 2 else "leave out --cv"
         raise InputError(
             f"--cv {args.cv} needs at least {args.cv} rows, one per fold, but the data have "
-            f"{n_rows}; use --cv {min(5, n_rows)} or fewer."
+            f"{n_rows}; {fix}."
         )
 
 

@@ -17,6 +17,8 @@ numerically rank-deficient.
 Coefficients are reported in the raw monomial basis through the exact binomial basis change.
 """
 
+import math
+
 import numpy as np
 import torch
 
@@ -101,16 +103,26 @@ def gram_is_accurate(R, max_cond=1e3):
 RIDGE = 1e-7
 
 
-def _well_conditioned(U, U_inv, eps, squared=False):
-    """Condition number (1-norm, within a factor n of the 2-norm one) below ~1e12 in float64.
-
-    ``squared``: ``U`` is the Cholesky factor of a matrix formed in floating point (a Gram
-    matrix), whose own condition number, the square of ``U``'s, is the one to bound.
-    """
+def _well_conditioned(U, U_inv, eps):
+    """Condition number (1-norm, within a factor n of the 2-norm one) below ~1e12 in float64."""
     cond = torch.linalg.matrix_norm(U, 1) * torch.linalg.matrix_norm(U_inv, 1)
-    if squared:
-        cond = cond * cond
     return bool(torch.isfinite(cond)) and float(cond) < 0.01 / (eps * U.shape[0])
+
+
+def _append_rows(R, Z, rows):
+    """The triangular factor of ``[[R, Z], [rows, 0]]``: ``(R', Z', residual rows' sum of squares)``.
+
+    Appending rows to a least-squares problem through a QR factorization never forms
+    ``R.T @ R``, so it keeps every digit the data have (no squared condition number).
+    """
+    n_design = R.shape[1]
+    stacked = torch.cat([
+        torch.cat([R, Z], 1),
+        torch.cat([rows, rows.new_zeros((rows.shape[0], Z.shape[1]))], 1),
+    ])
+    F = torch.linalg.qr(stacked, mode="r")[1]
+    tail = F[n_design:, n_design:]
+    return F[:n_design, :n_design], F[:n_design, n_design:], (tail * tail).sum(0)
 
 
 class Whitening:
@@ -119,57 +131,48 @@ class Whitening:
     Built from the triangular factor of ``sqrt(w) * [D, t] / sqrt(sum(w))``, columns scaled to
     unit norm. A well-conditioned factor is simply inverted (``M = R^-1``, a triangular solve),
     which makes ``D @ M`` orthonormal. A numerically rank-deficient one (more terms than rows,
-    duplicated features) is whitened with the Cholesky factor of ``R.T @ R + ridge * I``
-    instead, and the squared-error objective gains that ridge (``1e-7`` on unit-norm columns,
-    or ``1e3 * eps * n_design`` if larger): it then has a unique optimum, close to the
-    minimum-norm solution in the column-scaled basis, and rounding noise in the directions the
-    data do not determine is damped instead of amplified (repeated rows and integer weights
-    then agree to 1e-9).
+    duplicated features) first gets ``sqrt(ridge) * I`` appended as extra rows, so the
+    squared-error objective gains that ridge (``1e-7`` on unit-norm columns, more only where
+    the dtype's precision needs it): it then has a unique optimum, close to the minimum-norm
+    solution in the column-scaled basis, and rounding noise in the directions the data do not
+    determine is damped instead of amplified (repeated rows and integer weights then agree to
+    1e-9).
 
-    With ``penalty_gram`` (the Hessian of an L2 penalty in the design coefficients, divided by
-    the squared target scale), the whitening includes it, so that ridge fits are exactly
-    conditioned too; ``C`` and ``resid`` then describe loss plus penalty.
+    With ``penalty_root`` (a matrix ``P`` whose ``P.T @ P`` is the Hessian of an L2 penalty in
+    the design coefficients, divided by the squared target scale), ``P`` is appended the same
+    way first, so that ridge fits are exactly conditioned too; ``C`` and ``resid`` then describe
+    loss plus penalty. The rows are appended by QR, never by forming a Gram matrix, so float32
+    keeps its accuracy.
 
     Either way, the squared error is ``||V - C||**2 + resid`` per output.
     """
 
-    def __init__(self, R_aug, n_design, penalty_gram=None):
+    def __init__(self, R_aug, n_design, penalty_root=None):
         R = R_aug[:n_design, :n_design]
         Z = R_aug[:n_design, n_design:]
         R_tt = R_aug[n_design:, n_design:]
         col = torch.linalg.vector_norm(R, dim=0)
         col = torch.where(col > 0, col, torch.ones_like(col))
         Rs = R / col
+        resid = (R_tt * R_tt).sum(0)
         eps = torch.finfo(R.dtype).eps
         eye = torch.eye(n_design, dtype=R.dtype, device=R.device)
         self.rank = n_design
-        if penalty_gram is None:
+        if penalty_root is not None:
+            # Squared error plus an L2 term is again a least-squares problem: rows appended.
+            Rs, Z, extra = _append_rows(Rs, Z, penalty_root / col)
+            resid = resid + extra
+        R_inv = torch.linalg.solve_triangular(Rs, eye, upper=True)
+        if not _well_conditioned(Rs, R_inv, eps):
+            # The ridge keeps the condition number near 1 / sqrt(ridge), well inside the bound.
+            ridge = max(RIDGE, (100 * eps * n_design) ** 2)
+            Rs, Z, extra = _append_rows(Rs, Z, math.sqrt(ridge) * eye)
+            resid = resid + extra
             R_inv = torch.linalg.solve_triangular(Rs, eye, upper=True)
-            if _well_conditioned(Rs, R_inv, eps):
-                self.M = R_inv / col[:, None]
-                self._inverse = Rs * col  # V = R @ theta
-                self.C = Z
-                self.resid = (R_tt * R_tt).sum(0)
-                return
-        # Squared error plus an L2 term in theta is exactly ||V - C||**2 + const in
-        # V = L.T @ theta (L the Cholesky factor of its Hessian): still an identity Hessian.
-        H = Rs.T @ Rs
-        ridge = True  # without a penalty, R was found numerically rank-deficient above
-        if penalty_gram is not None:
-            H = H + penalty_gram / col[:, None] / col[None, :]
-            L = torch.linalg.cholesky_ex(H)[0]
-            L_inv = torch.linalg.solve_triangular(L, eye, upper=False)
-            # H was formed in floating point: its rounding caps the condition number that L
-            # shows at about 1/sqrt(eps), so bound H's (the square), not L's.
-            ridge = not _well_conditioned(L.T, L_inv.T, eps, squared=True)
-        if ridge:
-            L = torch.linalg.cholesky(H + max(RIDGE, 1e3 * eps * n_design) * eye)
-            L_inv = torch.linalg.solve_triangular(L, eye, upper=False)
-        self.M = L_inv.T / col[:, None]
-        self._inverse = L.T * col  # V = L.T @ theta
-        self.C = L_inv @ (Rs.T @ Z)
-        resid = (Z * Z).sum(0) + (R_tt * R_tt).sum(0) - (self.C * self.C).sum(0)
-        self.resid = torch.clamp(resid, min=0.0)
+        self.M = R_inv / col[:, None]
+        self._inverse = Rs * col  # V = R @ theta
+        self.C = Z
+        self.resid = resid
 
     @classmethod
     def identity(cls, R_aug, n_design):

@@ -175,12 +175,14 @@ def whiten(est, R_aug, weight_sum, setup):
     R = qr.square(n_design + setup["y_offset"].shape[0]) / math.sqrt(weight_sum)
     if not est.conditioning:
         return Whitening.identity(R, n_design)
-    penalty_gram = None
+    penalty_root = None
     if est.alpha > 0 and est.l1_ratio < 1:
-        # The L2 penalty's Hessian in the design coefficients (targets in units of t).
-        T = _terms_map(est, setup)
-        penalty_gram = est.alpha * (1 - est.l1_ratio) / weight_sum * (T.T @ T)
-    return Whitening(R, n_design, penalty_gram)
+        # The L2 penalty as extra least-squares rows in the design coefficients (targets in
+        # units of t): its Hessian is penalty_root.T @ penalty_root.
+        penalty_root = math.sqrt(est.alpha * (1 - est.l1_ratio) / weight_sum) * _terms_map(
+            est, setup
+        )
+    return Whitening(R, n_design, penalty_root)
 
 
 def penalty(est, whitening, setup, weight_sum, l2=True):
@@ -240,23 +242,33 @@ def validation_split(X, y, sample_weight, fraction, generator):
     return (X[tr], y[tr], sample_weight[tr]), (X[val], y[val], sample_weight[val])
 
 
-def validation_scorer(X, y, w, setup, whitening):
-    """The weighted R^2 (mean over outputs) of parameters ``V`` on the held-out rows."""
+def _weighted_variance(y, w):
+    w = w / w.sum()
+    return w @ (y - w @ y) ** 2
+
+
+def validation_scorer(held_out, training, setup, whitening):
+    """The weighted R^2 (mean over outputs) of parameters ``V`` on the held-out rows.
+
+    ``held_out`` and ``training`` are ``(X, y, sample_weight)``. Where the held-out target is
+    constant its variance is 0 and R^2 undefined; the training target's variance (or 1) takes
+    its place, so that the score still ranks parameters by their held-out error.
+    """
+    X, y, w = held_out
     B = design(X, setup) @ whitening.M
     y_t = tensor(y, setup)
     w_t = tensor(w, setup)
     w_t = w_t / w_t.sum()
-    var = w_t @ (y_t - w_t @ y_t) ** 2
-    constant = var <= torch.finfo(setup["dtype"]).tiny
+    tiny = torch.finfo(setup["dtype"]).tiny
+    var = _weighted_variance(y_t, w_t)
+    train_var = _weighted_variance(tensor(training[1], setup), tensor(training[2], setup))
+    fallback = torch.where(train_var > tiny, train_var, torch.ones_like(train_var))
+    var = torch.where(var > tiny, var, fallback)
 
     def score(V):
         with torch.no_grad():
             pred = setup["y_offset_t"] + setup["y_scale_t"] * (B @ V)
-            resid = w_t @ (y_t - pred) ** 2
-            r2 = 1 - resid / torch.where(constant, torch.ones_like(var), var)
-            # A constant held-out target scores as in sklearn's r2_score: 1 if matched, else 0.
-            r2 = torch.where(constant, (resid <= 0).to(r2.dtype), r2)
-            return float(r2.mean())
+            return float((1 - (w_t @ (y_t - pred) ** 2) / var).mean())
 
     return score
 

@@ -17,7 +17,7 @@ from ._conditioning import ChunkedQR
 from ._data_pass import accumulate
 from ._features import degree_range, n_terms, term_names
 from ._losses import LOSSES, resolve_loss
-from ._optim import resolve_optimizer, state_to_numpy
+from ._optim import is_lbfgs, resolve_optimizer, state_to_numpy
 from ._persistence import check_state_version, restore_on_error
 from ._threads import in_pool_thread, task_threads
 from ._validation import fit_data, predict_data
@@ -264,7 +264,9 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
             return hi if lo == 0 else (lo, hi)
 
         fitted = {"degree": degree(*self._terms[:2]), "interaction_only": self._terms[2],
-                  "fit_intercept": self._terms[3], "conditioning": self._conditioned}
+                  "fit_intercept": self._terms[3],
+                  # Models saved before this attribute existed were all conditioned alike.
+                  "conditioning": getattr(self, "_conditioned", self.conditioning)}
         now = {"degree": degree(*self._degree_range()), "interaction_only": self.interaction_only,
                "fit_intercept": self.fit_intercept, "conditioning": self.conditioning}
         changed = [name for name in now if now[name] != fitted[name]]
@@ -348,9 +350,10 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
             (X, y, sample_weight), held_out = fitting.validation_split(
                 X, y, sample_weight, self.validation_fraction, generator
             )
+            training = (X, y, sample_weight)
 
             def make_validation(whitening):
-                return fitting.validation_scorer(*held_out, setup, whitening)
+                return fitting.validation_scorer(held_out, training, setup, whitening)
 
         if not fitting.stats_mode(self, loss_name, X.shape[0]):
 
@@ -394,8 +397,8 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
                 f"converging: the loss stopped improving while its largest gradient was still "
                 f"{result.stalled_gradient:.2g} (tol={self.tol:g}), so "
                 f"optimizer={type(optimizer).__name__} with lr={self.lr:g} oscillates across "
-                f"the optimum or is stuck. Use a smaller lr (e.g. lr={self.lr / 2:g}) or the "
-                "default optimizer='lbfgs'.",
+                f"the optimum or is stuck. Use a smaller lr (e.g. lr={self.lr / 2:g})"
+                + ("." if is_lbfgs(type(optimizer)) else " or the default optimizer='lbfgs'."),
                 ConvergenceWarning,
             )
         elif warn and not result.converged:
@@ -454,6 +457,16 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         loss_name, loss_fn = resolve_loss(self.loss, self.epsilon)
         setup = fitting.make_setup(self, X.shape[1], y2.shape[1], state["scaling"])
         stats = fitting.stats_mode(self, loss_name)
+        # Row-wise calls after the first do not add their rows to R: exact statistics of the
+        # whole stream can no longer be had.
+        complete = state.get("complete", True)
+        if stats and not complete:
+            raise ValueError(
+                "partial_fit with the squared error on full batches updates exact statistics of "
+                "every row seen, but earlier calls in this stream took optimizer epochs (another "
+                "loss, or batch_size) without recording their rows. Keep the stream's loss and "
+                "batch_size, or start a new stream on a fresh estimator (sklearn.base.clone)."
+            )
         qr = ChunkedQR()
         if state["R"] is not None:
             qr.R = torch.as_tensor(state["R"], dtype=setup["dtype"], device=setup["device"])
@@ -476,6 +489,7 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
             generator=self._generator(), max_iter=1, warn=False, warm=True, keep_best=False,
             optimizer_state=None if first else state.get("optimizer_state"),
         )
+        self._partial["complete"] = complete and first
 
     def _store(self, result, theta, setup):
         """Publish the fitted state as CPU NumPy arrays (only after the fit succeeded)."""

@@ -225,7 +225,12 @@ def train(
         V.copy_(best_V)
     result.best_loss = best_user
     if verbose >= 1:
-        state = "converged" if result.converged else "stopped at max_iter"
+        if result.converged:
+            state = "converged"
+        elif result.stalled_gradient is not None:
+            state = "stopped unconverged (the loss stalled, its gradient did not vanish)"
+        else:
+            state = "stopped at max_iter"
         print(f"{state} after {result.n_iter} iterations, best loss = {result.best_loss:.8g}")
     return result
 

@@ -277,3 +277,14 @@ def test_loading_a_state_from_a_patch_release_works(round_trip, tmp_path):
     est._autopoly_version = _other_version(major_minor_change=False)
     loaded = _load_quietly(round_trip, est, tmp_path)
     assert_array_equal(loaded.predict(X), est.predict(X))
+
+
+@pytest.mark.parametrize("round_trip", ROUND_TRIPS.values(), ids=ROUND_TRIPS.keys())
+def test_state_saved_before_continuation_checks_still_continues(round_trip, tmp_path):
+    # 0.1.0 states saved before the `_conditioned` attribute existed.
+    est = TorchPolyRegressor(warm_start=True).fit(X, Y)
+    del est._conditioned
+    loaded = _load_quietly(round_trip, est, tmp_path)
+    loaded.fit(X, Y)
+    loaded.partial_fit(X, Y)
+    assert np.isfinite(loaded.coef_).all()

@@ -178,6 +178,11 @@ BAD_INPUTS = [
      ValueError, _all("'lr' parameter", r"range \(0\.0, inf\)", "Got 0")),
     ("negative-lr", lambda: TorchPolyRegressor(lr=-0.1).fit(X, Y),
      ValueError, _all("'lr' parameter", r"range \(0\.0, inf\)", r"Got -0\.1")),
+    ("partial_fit-switch-to-exact-statistics",
+     lambda: TorchPolyRegressor(loss="huber").partial_fit(X, Y).partial_fit(X, Y)
+     .set_params(loss="squared_error").partial_fit(X, Y),
+     ValueError, _all("exact statistics", "without recording their rows",
+                      "Keep the stream's loss and batch_size", "fresh estimator")),
     ("sparse-only-optimizer", lambda: TorchPolyRegressor(optimizer="sparseadam").fit(X, Y),
      ValueError, _all("optimizer='sparseadam'", "sparse gradients", "'adam'")),
     # A callable loss that breaks its contract.
