@@ -76,7 +76,7 @@ def _check_out(out):
         except ImportError:
             raise InputError(
                 f"saving to {out!r} uses the skops format, which needs skops: install it with "
-                "`pip install 'autopoly[skops]'`, or give --out a name ending in .joblib or "
+                "`pip install skops` (autopoly's `skops` extra), or give --out a name ending in .joblib or "
                 ".pkl to save with joblib."
             ) from None
         return "skops"

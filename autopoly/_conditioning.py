@@ -8,12 +8,12 @@ the raw monomials and the optimizer's parameters ``V``:
 2. the design ``D = [1, monomials(z)]`` is whitened: with ``R`` the triangular factor of the
    weighted design (``R.T @ R`` is the weighted mean Gram matrix, accumulated chunk by chunk
    with a tall-skinny QR so the full design is never held), ``D @ M`` has orthonormal columns
-   for ``M = diag(1/c) @ V_r @ diag(1/s_r)`` from the SVD of the column-scaled ``R``;
+   for ``M = R^-1`` (after scaling ``R``'s columns to unit norm; see :class:`Whitening` for
+   rank-deficient designs and L2 penalties);
 3. the targets are centred and scaled, ``t = (y - y_offset) / y_scale``.
 
 The model is ``y_hat = y_offset + y_scale * (D @ M @ V)``. For the squared error the loss is an
-exact quadratic in ``V``, with identity Hessian (``||V - C||**2 + const``) unless the terms are
-numerically rank-deficient.
+exact quadratic in ``V`` with Hessian ``2 * I``: ``||V - C||**2 + const`` per output.
 Coefficients are reported in the raw monomial basis through the exact binomial basis change.
 """
 

@@ -14,14 +14,17 @@ def available_devices():
     return names + ["cpu"]
 
 
-def resolve_device(device):
+def resolve_device(device, dtype=None):
     """Return the ``torch.device`` for ``device`` or raise a ValueError naming what exists.
 
-    ``"auto"`` picks the first of :func:`available_devices`. A ``torch.device`` is accepted too.
+    ``"auto"`` picks the first of :func:`available_devices` that can compute in ``dtype``
+    (MPS has no float64, so ``"auto"`` skips it for float64 fits). A ``torch.device`` is
+    accepted too.
     """
     available = available_devices()
     if isinstance(device, str) and device.lower() == "auto":
-        return torch.device(available[0])
+        usable = [d for d in available if not (d == "mps" and dtype == torch.float64)]
+        return torch.device(usable[0])
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:

@@ -11,6 +11,7 @@ monomials.
 """
 
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -20,7 +21,7 @@ from ._data_pass import chunk_slices, design, tensor
 from ._device import available_memory, prediction_device, resolve_device
 from ._features import degree_range, expansion, monomial_powers, n_terms
 from ._objective import RowObjective, StatsObjective, _Penalty
-from ._optim import make_optimizer, resolve_optimizer, state_to_torch
+from ._optim import is_lbfgs, make_optimizer, resolve_optimizer, state_to_torch
 from ._train import train
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
@@ -68,8 +69,10 @@ def scaling(est, X, y, sample_weight):
     """Input and target offsets/scales from in-memory data (see ``_conditioning``)."""
     if not est.conditioning:
         return identity_scaling(X.shape[1], y.shape[1])
-    # Zero-weight rows must not change the basis: they are as good as absent.
-    x_offset, x_scale = input_scaling(X[sample_weight > 0], centres_inputs(est))
+    # Zero-weight rows must not change the basis: they are as good as absent. (Indexing only
+    # when there are some: it would copy X, a memory map included.)
+    positive = sample_weight > 0
+    x_offset, x_scale = input_scaling(X if positive.all() else X[positive], centres_inputs(est))
     y_offset, y_scale = target_scaling(y, sample_weight, est.fit_intercept)
     return {"x_offset": x_offset, "x_scale": x_scale, "y_offset": y_offset, "y_scale": y_scale}
 
@@ -102,9 +105,9 @@ def check_size(est, n_features, n_outputs, device):
 def make_setup(est, n_features, n_outputs, scaling):
     """Everything fixed before the statistics: terms, device, dtype, scalings as tensors."""
     lo, hi = degree_range(est.degree, est.fit_intercept)
-    device = resolve_device(est.device)
-    check_size(est, n_features, n_outputs, device)
     dtype = DTYPES[est.dtype]
+    device = resolve_device(est.device, dtype)
+    check_size(est, n_features, n_outputs, device)
     if device.type == "mps" and dtype == torch.float64:
         raise ValueError("device='mps' does not support float64; pass dtype='float32'.")
     setup = {
@@ -326,15 +329,25 @@ def solve(
     else:
         objective = make_rows(whitening, penalty(est, whitening, setup, weight_sum))
     validation = make_validation(whitening) if make_validation is not None else None
+    batch_size = None if make_rows is None else batch_rows(est, n_rows)
+    optimizer_class = resolve_optimizer(est.optimizer)
+    if batch_size is not None and is_lbfgs(optimizer_class):
+        warnings.warn(
+            f"optimizer='lbfgs' is a full-batch method: on mini-batches (batch_size="
+            f"{batch_size}) its line search sees another objective at every step and stops "
+            "short of the optimum. Use batch_size=None, or a first-order optimizer such as "
+            "'adam' for mini-batches.",
+            UserWarning,
+            stacklevel=4,
+        )
     V = initial_params(est, whitening, setup, setup["y_offset"].shape[0], previous_theta)
-    optimizer = make_optimizer(resolve_optimizer(est.optimizer), [V], est.lr,
-                               est.optimizer_kwargs)
+    optimizer = make_optimizer(optimizer_class, [V], est.lr, est.optimizer_kwargs)
     if optimizer_state is not None:
         optimizer.load_state_dict(state_to_torch(optimizer_state, setup["device"]))
     result = train(
         V, objective, optimizer, lr=est.lr, max_iter=max_iter or est.max_iter,
         tol=est.tol, n_iter_no_change=est.n_iter_no_change,
-        batch_size=None if make_rows is None else batch_rows(est, n_rows), n_rows=n_rows,
+        batch_size=batch_size, n_rows=n_rows,
         generator=generator, validation=validation, verbose=est.verbose,
         keep_best=keep_best, smooth=is_smooth(est),
     )

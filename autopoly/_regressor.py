@@ -92,7 +92,8 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         at most 1) coefficients agree with float64 to about 1e-5, without centring the terms
         are far more collinear in float32 and can lose several more digits.
     device : str, default='cpu'
-        Where to compute: 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto' (the best available).
+        Where to compute: 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto' (the best available that
+        supports ``dtype``: CUDA, then MPS for float32 only, then the CPU).
     warm_start : bool, default=False
         Start from the previous solution (and keep the previous input scaling) when refitting.
     random_state : int, RandomState instance or None, default=None
@@ -116,9 +117,10 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
     n_iter_ : int
         Iterations run by the last call to ``fit`` or ``partial_fit``.
     loss_curve_ : list of float
-        Objective (loss plus penalty, in the units of ``y``) at each iteration of the last call
-        to ``fit`` or ``partial_fit`` (not accumulated across calls, unlike
-        :class:`~sklearn.neural_network.MLPRegressor`'s).
+        Objective (loss plus penalty, in the loss's units: ``y**2`` for the squared error) at
+        each iteration of the last call to ``fit`` or ``partial_fit``, evaluated at the start of
+        the iteration's step; not accumulated across calls, unlike
+        :class:`~sklearn.neural_network.MLPRegressor`'s.
     best_loss_ : float
         Smallest objective reached by the last call.
     validation_scores_ : list of float or None
@@ -139,7 +141,7 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
     the inputs are mapped into ``[-1, 1]``, ``D`` holds the monomials of the mapped inputs and a
     constant column, and ``M`` whitens ``D`` using the triangular factor of a QR decomposition
     accumulated over row chunks. For the squared error the objective is then an exact quadratic
-    with identity Hessian, evaluated from those sufficient statistics without touching the rows
+    with Hessian ``2 * I``, evaluated from those sufficient statistics without touching the rows
     again, so each step costs ``O(n_terms**2)``.
 
     The fit has converged when the largest absolute gradient of the normalized objective (each
@@ -405,7 +407,8 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
             warnings.warn(
                 f"TorchPolyRegressor stopped at max_iter={self.max_iter} before converging "
                 f"(tol={self.tol:g}, optimizer={type(optimizer).__name__}, lr={self.lr:g}). "
-                "Increase max_iter, tune lr, or use the default optimizer='lbfgs'.",
+                + ("Increase max_iter." if is_lbfgs(type(optimizer))
+                   else "Increase max_iter, tune lr, or use the default optimizer='lbfgs'."),
                 ConvergenceWarning,
             )
 
@@ -413,13 +416,15 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
     def partial_fit(self, X, y, sample_weight=None):
         """Update the model with one more batch of rows.
 
-        For the squared error on full batches (the default), the batch is added to the exact
-        sufficient statistics of every row seen so far and the optimizer is run to convergence
-        from the current coefficients: after ``partial_fit`` over all chunks of a dataset the
-        model equals ``fit`` on the whole of it. For other losses or with ``batch_size``, it
-        takes one epoch of optimizer steps over the batch (mini-batches of ``batch_size`` rows,
-        or one full-batch step), keeping the optimizer's state between calls. The input scaling
-        and, for those losses, the whitening are fixed by the first call.
+        For the squared error on full batches with ``conditioning=True`` (the defaults), the
+        batch is added to the exact sufficient statistics of every row seen so far and the
+        optimizer is run to convergence from the current coefficients: after ``partial_fit``
+        over all chunks of a dataset the model equals ``fit`` on the whole of it. For other
+        losses, with ``batch_size`` or with ``conditioning=False``, it takes one epoch of
+        optimizer steps over the batch (mini-batches of ``batch_size`` rows, or one full-batch
+        step), keeping the optimizer's state between calls. The input scaling and, for those
+        epochs, the whitening are fixed by the first call; the terms and the kind of update
+        cannot change within a stream (a ``ValueError`` says so).
 
         Parameters
         ----------
@@ -533,7 +538,7 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         Returns
         -------
         y_pred : ndarray of shape (n_samples,) or (n_samples, n_targets)
-            Predictions, float64.
+            Predictions, float64 (computed in float32 on MPS, which lacks float64).
         """
         check_is_fitted(self)
         if _dask.is_dask_collection(X):

@@ -58,7 +58,7 @@ def _progress(verbose, max_iter):
     except ImportError:  # the bar is a nicety; verbose=1 lines still print
         warnings.warn(
             "verbose=2 shows a progress bar with tqdm, which is not installed; printing "
-            "progress lines only. Install it with `pip install 'autopoly[progress]'`.",
+            "progress lines only. Install it with `pip install tqdm` (autopoly's `progress` extra).",
             UserWarning,
             stacklevel=2,
         )

@@ -1,6 +1,6 @@
 """Plots of fitted estimators, following scikit-learn's Display conventions.
 
-matplotlib is an optional dependency (``pip install 'autopoly[plot]'``); this module imports
+matplotlib is an optional dependency (``pip install matplotlib``, autopoly's ``plot`` extra); this module imports
 without it and only the plotting calls need it.
 """
 
@@ -15,7 +15,7 @@ def _import_pyplot(caller):
     except ImportError as exc:
         raise ImportError(
             f"{caller} needs matplotlib, which is not installed. Install it with "
-            "`pip install 'autopoly[plot]'` (or `pip install matplotlib`)."
+            "`pip install matplotlib` (autopoly's `plot` extra)."
         ) from exc
     return plt
 

@@ -98,7 +98,7 @@ def test_unfitted_estimator_is_refused():
 def test_missing_matplotlib_gives_install_hint(model, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
-    with pytest.raises(ImportError, match=r"needs matplotlib.*pip install 'autopoly\[plot\]'"):
+    with pytest.raises(ImportError, match=r"needs matplotlib.*pip install matplotlib"):
         LossCurveDisplay.from_estimator(model)
 
 

@@ -9,6 +9,7 @@ import torch
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
 from sklearn.datasets import load_diabetes
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LinearRegression
 from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -234,6 +235,47 @@ def test_fit_on_device(rng, device):
 
 def test_auto_device_picks_best_available():
     assert str(resolve_device("auto")) == available_devices()[0]
+
+
+def test_auto_device_skips_mps_for_float64(monkeypatch):
+    """Simulated Apple silicon: MPS has no float64, so 'auto' must not pick it for a float64 fit."""
+    import autopoly._device as device_module
+
+    monkeypatch.setattr(device_module, "available_devices", lambda: ["mps", "cpu"])
+    assert str(resolve_device("auto", torch.float64)) == "cpu"
+    assert str(resolve_device("auto", torch.float32)) == "mps"
+    X, y = np.linspace(-1, 1, 20).reshape(-1, 1), np.linspace(-1, 1, 20) ** 2
+    model = TorchPolyRegressor(device="auto").fit(X, y)  # the default dtype, float64
+    assert model.device_ == "cpu"
+
+
+def test_lbfgs_on_mini_batches_warns(rng):
+    X = rng.standard_normal((200, 2))
+    y = X[:, 0] - 2 * X[:, 1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        with pytest.warns(UserWarning, match=r"'lbfgs' is a full-batch method.*batch_size=None"):
+            TorchPolyRegressor(batch_size=32, max_iter=5, random_state=0).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        TorchPolyRegressor(batch_size=1000).fit(X, y)  # covers every row: a full batch
+
+
+def test_memory_mapped_input_is_not_copied_for_the_scaling(rng, tmp_path, monkeypatch):
+    import autopoly._fitting as fitting
+
+    X = np.lib.format.open_memmap(tmp_path / "X.npy", mode="w+", shape=(500, 2))
+    X[:] = rng.standard_normal((500, 2))
+    X.flush()
+    X = np.load(tmp_path / "X.npy", mmap_mode="r")
+    y = np.asarray(X[:, 0] ** 2)
+    seen = []
+    original = fitting.input_scaling
+    monkeypatch.setattr(
+        fitting, "input_scaling", lambda data, centre: seen.append(data) or original(data, centre)
+    )
+    TorchPolyRegressor().fit(X, y)
+    assert np.shares_memory(seen[0], X)  # a view of the file's pages, not a copy
 
 
 def test_unavailable_device_error_lists_available():

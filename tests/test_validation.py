@@ -233,6 +233,37 @@ def test_reliability_doc_lists_every_case():
     assert set(documented) == expected
 
 
+# The message depends on the machine's devices.
+MACHINE_DEPENDENT_MESSAGES = {"unavailable-cuda-device", "unavailable-mps-device"}
+
+
+def _documented_messages():
+    """Case id -> the first literal of its message column (rows that quote a message)."""
+    text = DOC.read_text(encoding="utf-8")
+    messages = {}
+    for row in re.split(r"\n   \* - ``", text)[1:]:
+        case = row.split("``", 1)[0]
+        fields = re.split(r"\n     - ", row.split("\n\n", 1)[0])
+        literal = re.match(r"``(.*?)``", " ".join(fields[3].split())) if len(fields) > 3 else None
+        if literal:
+            messages[case] = literal.group(1)
+    return messages
+
+
+@pytest.mark.parametrize(
+    "trigger, case",
+    [pytest.param(c[1], c[0], id=c[0]) for c in BAD_INPUTS
+     if c[0] in _documented_messages() and c[0] not in MACHINE_DEPENDENT_MESSAGES],
+)
+def test_reliability_doc_quotes_the_current_message(trigger, case):
+    """Every quoted message is the one raised today; "…" stands for a part left out."""
+    with pytest.raises(Exception) as caught:
+        trigger()
+    actual = " ".join(str(caught.value).split())
+    for part in _documented_messages()[case].split("…"):
+        assert part.strip(" .") in actual
+
+
 def test_memory_check_refuses_before_allocating():
     X_wide = _rng.standard_normal((5, 3000))
     tracemalloc.start()

@@ -75,6 +75,6 @@ def test_verbose_2_without_tqdm_still_prints_lines(capsys, monkeypatch):
     captured = capsys.readouterr()
     hints = [str(w.message) for w in caught if issubclass(w.category, UserWarning)
              and "tqdm, which is not installed" in str(w.message)]
-    assert len(hints) == 1 and "pip install 'autopoly[progress]'" in hints[0]
+    assert len(hints) == 1 and "pip install tqdm" in hints[0]
     assert captured.err == ""
     assert "Iteration 20, loss = " in captured.out
