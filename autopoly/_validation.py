@@ -17,6 +17,17 @@ _NUMERIC_FIX = (
 )
 
 
+# sklearn's messages for arrays of different lengths, and ours with the two lengths.
+_LENGTH_MISMATCHES = [
+    (r"Found input variables with inconsistent numbers of samples: \[(\d+), (\d+)\]",
+     "X has {} samples but y has {}; X and y need the same number of samples (one target row "
+     "per row of X)."),
+    (r"sample_weight\.shape == \((\d+),\), expected \((\d+),\)",
+     "sample_weight has {} entries but X has {} samples; pass one weight per row of X (or a "
+     "single number for equal weights)."),
+]
+
+
 def fit_data(estimator, X, y, sample_weight, reset):
     """Validated ``(X, y, sample_weight)`` for fit and partial_fit, or a clear ValueError."""
     y_kind = getattr(np.asarray(y) if not hasattr(y, "dtype") else y, "dtype", None)
@@ -87,20 +98,10 @@ def explain(exc, X=None, y=None, sample_weight=None):
             f"sample_weight has negative values (first at index {first}: {sw[first]}). Weights "
             "must be non-negative: use 0 to ignore a sample."
         )
-    found = re.match(r"Found input variables with inconsistent numbers of samples: \[(\d+), (\d+)\]", msg)
-    if found:
-        n_x, n_y = found.groups()
-        return ValueError(
-            f"X has {n_x} samples but y has {n_y}; X and y need the same number of samples (one "
-            "target row per row of X)."
-        )
-    found = re.match(r"sample_weight\.shape == \((\d+),\), expected \((\d+),\)", msg)
-    if found:
-        n_w, n_x = found.groups()
-        return ValueError(
-            f"sample_weight has {n_w} entries but X has {n_x} samples; pass one weight per row "
-            "of X (or a single number for equal weights)."
-        )
+    for pattern, template in _LENGTH_MISMATCHES:
+        found = re.match(pattern, msg)
+        if found:
+            return ValueError(template.format(*found.groups()))
     if "could not convert" in msg:
         column = _non_numeric_column(X)
         if column is not None:
