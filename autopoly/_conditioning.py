@@ -45,7 +45,12 @@ def target_scaling(y, sample_weight, centre):
     """Weighted mean (or 0) and weighted standard deviation (or RMS) of each target column."""
     w = sample_weight / sample_weight.sum()
     offset = w @ y if centre else np.zeros(y.shape[1])
-    scale = np.sqrt(w @ (y - offset) ** 2)
+    # Squared deviations in units of the largest one: no overflow near 1e155, no underflow
+    # to zero near 1e-170.
+    deviation = y - offset
+    reach = np.max(np.abs(deviation), axis=0, initial=0.0)
+    unit = np.where(reach > 0, reach, 1.0)
+    scale = unit * np.sqrt(w @ (deviation / unit) ** 2)
     scale[~(scale > 0)] = 1.0
     return offset, scale
 

@@ -26,6 +26,8 @@ def degree_range(degree, fit_intercept):
                 f"0 <= min_degree <= max_degree; got degree={degree!r}."
             )
         lo, hi = int(degree[0]), int(degree[1])
+    elif isinstance(degree, bool):
+        raise ValueError(f"degree must be an integer or a tuple of two; got degree={degree!r}.")
     else:
         lo, hi = 0, int(degree)
     if hi == 0 and not fit_intercept:

@@ -44,9 +44,12 @@ def stats_mode(est, loss_name, n_rows=None):
 
 
 def is_smooth(est):
-    """Whether the objective is differentiable everywhere (its gradient must vanish at the end)."""
-    l1 = est.alpha > 0 and est.l1_ratio > 0
-    return est.loss in ("squared_error", "huber") and not l1
+    """Whether the objective's gradient must vanish at the end: the squared error without L1.
+
+    Huber is differentiable too, but with residuals much larger than ``epsilon`` it is an
+    absolute error in all but name, and optimizers stall on it like on one.
+    """
+    return est.loss == "squared_error" and not (est.alpha > 0 and est.l1_ratio > 0)
 
 
 # ------------------------------------------------------------------------------ setup
@@ -102,12 +105,30 @@ def check_size(est, n_features, n_outputs, device):
     return terms
 
 
+def check_target_range(est, y_scale, dtype):
+    """Refuse targets whose squared spread the compute dtype cannot hold (the loss is in y**2)."""
+    info = torch.finfo(dtype)
+    with np.errstate(over="ignore", under="ignore"):
+        squared = np.asarray(y_scale, dtype=np.float64) ** 2
+    bad = ~((squared > info.tiny) & (squared < info.max))
+    if bad.any():
+        spread = float(y_scale[bad][0])
+        raise ValueError(
+            f"y's spread ({spread:.3g}) is too {'large' if spread > 1 else 'small'} for "
+            f"dtype='{est.dtype}': the loss is computed in units of y**2, which "
+            f"{'overflow' if spread > 1 else 'underflow'}. Rescale y, e.g. with "
+            "sklearn.compose.TransformedTargetRegressor"
+            + (", or use dtype='float64'." if est.dtype == "float32" else ".")
+        )
+
+
 def make_setup(est, n_features, n_outputs, scaling):
     """Everything fixed before the statistics: terms, device, dtype, scalings as tensors."""
     lo, hi = degree_range(est.degree, est.fit_intercept)
     dtype = DTYPES[est.dtype]
     device = resolve_device(est.device, dtype)
     check_size(est, n_features, n_outputs, device)
+    check_target_range(est, scaling["y_scale"], dtype)
     if device.type == "mps" and dtype == torch.float64:
         raise ValueError("device='mps' does not support float64; pass dtype='float32'.")
     setup = {

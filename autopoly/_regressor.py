@@ -79,7 +79,8 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         (``fit`` takes full batches when it is at least the number of training rows).
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the rows, stop when their R^2 stops improving and
-        keep the best parameters.
+        keep the best parameters. Applies to ``fit`` only (``partial_fit`` ignores it, and a
+        later ``partial_fit`` continues from statistics that leave the held-out rows out).
     validation_fraction : float, default=0.1
         Share of rows held out for early stopping.
     conditioning : bool, default=True
@@ -148,8 +149,8 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
     output's objective divided by that of its constant model) falls below ``tol``, or when the
     objective improves by less than ``tol`` for ``n_iter_no_change`` iterations while staying
     flat within ``tol`` (non-smooth losses); with mini-batches or early stopping only the
-    improvement test applies (on the epoch loss or the validation score). For a smooth
-    objective, a stall whose largest gradient is still above ``sqrt(tol)`` and 1% of the first
+    improvement test applies (on the epoch loss or the validation score). For the squared
+    error without an L1 penalty, a stall whose largest gradient is still above ``sqrt(tol)`` and 1% of the first
     one (an optimizer oscillating across the optimum, ``lr`` too large) stops the fit unconverged.
     Stopping unconverged, or reaching ``max_iter`` first, gives a ``ConvergenceWarning``. A loss that becomes non-finite
     raises :class:`autopoly.DivergenceError` and leaves any earlier fitted state untouched.
@@ -297,8 +298,8 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
                 f"{self._theta.shape[1]}, and {how} continues that fit; pass y with "
                 f"{self._theta.shape[1]} column(s), or {fix} to fit {y2.shape[1]} outputs."
             )
-        if reset:
-            self._y_ndim = y.ndim
+        # Predictions take the shape of the last y fitted (1-D or 2-D).
+        self._y_ndim = y.ndim
         return y2
 
     def _generator(self):
@@ -385,7 +386,7 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         result, theta, optimizer = fitting.solve(
             self, R_aug, weight_sum, setup, make_rows=make_rows, previous_theta=previous, **loop
         )
-        self._store(result, theta, setup)
+        self._store(result, theta, setup, validated=loop.get("make_validation") is not None)
         self._partial = {
             "R": R_aug.detach().cpu().numpy(),
             "weight_sum": weight_sum,
@@ -496,7 +497,7 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         )
         self._partial["complete"] = complete and first
 
-    def _store(self, result, theta, setup):
+    def _store(self, result, theta, setup, validated=False):
         """Publish the fitted state as CPU NumPy arrays (only after the fit succeeded)."""
         with np.errstate(over="ignore", invalid="ignore"):
             raw = setup["basis_change"] @ theta
@@ -513,10 +514,8 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         self.n_iter_ = result.n_iter
         self.loss_curve_ = result.loss_curve
         self.best_loss_ = result.best_loss
-        self.validation_scores_ = result.validation_scores if self.early_stopping else None
-        self.best_validation_score_ = (
-            result.best_validation_score if self.early_stopping else None
-        )
+        self.validation_scores_ = result.validation_scores if validated else None
+        self.best_validation_score_ = result.best_validation_score if validated else None
         self.device_ = str(setup["device"])
         self._terms = (*self._degree_range(), self.interaction_only, self.fit_intercept)
         self._conditioned = self.conditioning

@@ -67,12 +67,30 @@ def _progress(verbose, max_iter):
 
 
 def _diverged(what, n_iter, optimizer, lr):
+    fix = f"Use a smaller lr (e.g. lr={lr / 10:g})"
+    fix += (
+        ", and check that the loss stays finite for the data"
+        if isinstance(optimizer, torch.optim.LBFGS) else " or the default optimizer='lbfgs'"
+    )
     return DivergenceError(
         f"The {what} became non-finite or grew a millionfold at iteration {n_iter} with "
         f"optimizer={type(optimizer).__name__} and lr={lr:g}; the fit was abandoned and the "
-        f"estimator's previous state kept. Use a smaller lr (e.g. lr={lr / 10:g}) or the default "
-        "optimizer='lbfgs'."
+        f"estimator's previous state kept. {fix}."
     )
+
+
+def _start_loss(objective, V):
+    """The normalized objective at the starting parameters (zeros: the constant model's)."""
+    if not bool(V.detach().any()):
+        return objective.constant_model
+    with torch.no_grad():
+        return float(objective.normalized(objective.value(V)))
+
+
+def _divergence_ceiling(objective, start):
+    """A million times worse than the constant model, or than the start (a warm start on new
+    data may begin worse than the constant model), is divergence, not a slow start."""
+    return DIVERGENCE_FACTOR * max(objective.constant_model, start)
 
 
 def train(
@@ -121,6 +139,9 @@ def train(
     bar = _progress(verbose, max_iter)
     start = time.perf_counter()
     V_data = V.detach()  # an alias of V's storage, made once
+    if batch_size is not None:
+        # An epoch's loss is measured during its steps: take the start's before any.
+        ceiling = _divergence_ceiling(objective, _start_loss(objective, V))
     V_before = V_data.clone()
     for it in range(1, max_iter + 1):
         V_before.copy_(V_data)
@@ -159,8 +180,9 @@ def train(
         result.n_iter = it
         if it == 1:
             first_grad = grad_max
-        # A million times worse than the constant model is divergence, not a slow start.
-        if not math.isfinite(loss) or loss > DIVERGENCE_FACTOR * objective.constant_model:
+        if it == 1 and batch_size is None:
+            ceiling = _divergence_ceiling(objective, loss)  # this loss is the start's
+        if not math.isfinite(loss) or loss > ceiling:
             raise _diverged("loss", it, optimizer, lr)
         result.loss_curve.append(user)
         best_user = min(best_user, user)
@@ -210,6 +232,13 @@ def train(
             break
     if bar is not None:
         bar.close()
+    if (not result.converged and result.stalled_gradient is None and batch_size is None
+            and validation is None and tol > 0 and keep_best):
+        # The loop tests each point before stepping from it: the last step's result may
+        # already be the optimum (e.g. max_iter=1 with an inner L-BFGS loop).
+        optimizer.zero_grad()
+        objective.evaluate(V)
+        result.converged = V.grad is not None and float(V.grad.abs().max()) <= tol
     with torch.no_grad():
         if not keep_best:
             best_V = V.detach().clone()

@@ -277,6 +277,39 @@ def test_divergence_error_has_its_public_name():
     assert "autopoly.DivergenceError" in repr(DivergenceError)
 
 
+def test_warm_start_on_shifted_data_solves_the_new_problem():
+    # The previous model, extrapolated to far-away rows, starts a millionfold worse than the
+    # constant model: that is where the fit starts, not a divergence.
+    rng = np.random.default_rng(17)
+    X = rng.standard_normal((200, 2))
+    y = X[:, 0] ** 2 - X[:, 1] + 0.1 * rng.standard_normal(200)
+    streamed = TorchPolyRegressor().partial_fit(X, y).partial_fit(X + 100, y)
+    whole = TorchPolyRegressor().fit(np.r_[X, X + 100], np.r_[y, y])
+    assert_allclose(streamed.coef_, whole.coef_, rtol=1e-8, atol=1e-10)
+    warm = TorchPolyRegressor(warm_start=True).fit(X, y).fit(100 * X, y)
+    assert_allclose(warm.coef_, TorchPolyRegressor().fit(100 * X, y).coef_, rtol=1e-8, atol=1e-12)
+
+
+def test_reaching_the_optimum_on_the_last_iteration_is_convergence():
+    rng = np.random.default_rng(18)
+    X = rng.standard_normal((200, 2))
+    y = X[:, 0] ** 2 - X[:, 1] + 0.1 * rng.standard_normal(200)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        TorchPolyRegressor(max_iter=1, optimizer_kwargs={"max_iter": 50}).fit(X, y)
+    with pytest.warns(ConvergenceWarning, match="max_iter=1"):
+        TorchPolyRegressor(max_iter=1).fit(X, y)  # one L-BFGS iteration is not enough here
+
+
+def test_huber_with_large_residuals_is_not_called_oscillating():
+    rng = np.random.default_rng(19)
+    X = rng.standard_normal((200, 2))
+    y = 1e5 * (X[:, 0] ** 2 - X[:, 1] + 0.1 * rng.standard_normal(200))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        TorchPolyRegressor(loss="huber").fit(X, y)  # epsilon=1 is tiny next to y
+
+
 def test_early_stopping_records_scores_and_restores_best():
     rng = np.random.default_rng(12)
     X = rng.uniform(-1, 1, (300, 1))

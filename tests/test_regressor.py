@@ -193,6 +193,26 @@ def test_random_state_gives_bit_identical_refits(rng):
     assert_array_equal(a.coef_, b.coef_)
 
 
+@pytest.mark.parametrize("update", ["warm_start", "partial_fit"])
+def test_prediction_shape_follows_the_last_y(rng, update):
+    X = rng.standard_normal((60, 2))
+    y = X[:, 0] ** 2
+    model = TorchPolyRegressor(warm_start=update == "warm_start")
+    step = model.fit if update == "warm_start" else model.partial_fit
+    step(X, y)
+    assert model.predict(X).shape == (60,)
+    step(X, y.reshape(-1, 1))
+    assert model.predict(X).shape == (60, 1) and model.coef_.shape == (1, 5)
+    step(X, y)
+    assert model.predict(X).shape == (60,) and model.coef_.shape == (5,)
+
+
+def test_partial_fit_reports_no_validation_scores(rng):
+    X = rng.standard_normal((60, 2))
+    model = TorchPolyRegressor(early_stopping=True).partial_fit(X, X[:, 0])
+    assert model.validation_scores_ is None and model.best_validation_score_ is None
+
+
 def test_warm_start_continues_from_previous_solution(rng):
     X = rng.standard_normal((300, 2))
     y = X[:, 0] ** 2 - X[:, 1]
