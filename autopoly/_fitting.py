@@ -154,9 +154,9 @@ def terms_overflow(est, setup):
     """The error for a design whose terms overflowed the compute dtype."""
     dtype = str(setup["dtype"]).replace("torch.", "")
     hints = ["Rescale X before fitting (e.g. StandardScaler in a Pipeline)"]
-    if est.warm_start:
-        hints.append("with warm_start=True the first fit's input scaling is kept, so data far "
-                     "outside its range overflow: set warm_start=False")
+    if est.warm_start or hasattr(est, "_partial"):
+        hints.append("a warm start or a partial_fit stream keeps the first fit's input "
+                     "scaling, so data far outside its range overflow: refit from scratch")
     if not est.conditioning:
         hints.append("conditioning=True maps the inputs into [-1, 1] first")
     if dtype == "float32":
@@ -165,6 +165,17 @@ def terms_overflow(est, setup):
         f"The polynomial terms of X (degree up to {degree_range(est.degree, est.fit_intercept)[1]}"
         f") overflowed {dtype}, so the fit cannot use them. " + "; ".join(hints) + "."
     )
+
+
+def check_terms_range(est, X, setup):
+    """Refuse rows whose terms overflow under a scaling fixed by earlier data (a stream)."""
+    z = np.abs((X - setup["x_offset"]) / setup["x_scale"])
+    reach = float(z.max(initial=0.0))
+    max_degree = degree_range(est.degree, est.fit_intercept)[1]
+    with np.errstate(over="ignore"):
+        top = reach ** max_degree
+    if not top < torch.finfo(setup["dtype"]).max:
+        raise terms_overflow(est, setup)
 
 
 def raw_basis_overflow(scaling, max_degree):

@@ -485,6 +485,9 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
             self._solve(qr.R, weight_sum, setup, warm=True)
             return
 
+        # This batch's rows are not in R: check their terms against the fixed scaling here.
+        fitting.check_terms_range(self, X, setup)
+
         def make_rows(whitening, penalty):
             return fitting.row_objective(
                 self, loss_fn, X, y2, sample_weight, setup, whitening, penalty

@@ -202,7 +202,12 @@ BAD_INPUTS = [
     ("X-too-small-for-raw-coefficients", lambda: TorchPolyRegressor().fit(X * 1e-160, Y),
      ValueError, _all(r"reach [\d.]+e-16\d", "too small", "Rescale X")),
     ("terms-overflow", lambda: _fitted(warm_start=True).fit(X * 1e160, Y),
-     ValueError, _all("overflowed float64", "Rescale X", "set warm_start=False")),
+     ValueError, _all("overflowed float64", "Rescale X", "keeps the first fit's input scaling",
+                      "refit from scratch")),
+    ("partial_fit-terms-overflow",
+     lambda: TorchPolyRegressor(loss="huber", dtype="float32").partial_fit(X, Y)
+     .partial_fit(X * 1e20, Y),
+     ValueError, _all("overflowed float32", "partial_fit stream", "dtype='float64'")),
     ("y-spread-too-small", lambda: TorchPolyRegressor().fit(X, Y * 1e-170),
      ValueError, _all(r"y's spread \(\S+e-170\) is too small", "underflow",
                       "TransformedTargetRegressor")),
