@@ -214,6 +214,20 @@ def save_figure(fig, path):
     plt.close(fig)
 
 
+def start(doc):
+    """The common start of a benchmark: options, device, output folder, threads, environment.
+
+    Returns ``(args, device, out, env)`` after printing the environment.
+    """
+    args = parser(doc.split("\n")[0]).parse_args()
+    device = check_device(args.device)
+    out = prepare_out(args.out)
+    apply_threads(args.threads)
+    env = environment()
+    print(environment_markdown(env))
+    return args, device, out, env
+
+
 def prepare_out(out):
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

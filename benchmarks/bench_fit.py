@@ -190,13 +190,8 @@ def task_table(task, reference):
 def main():
     import torch
 
-    args = C.parser(__doc__.split("\n")[0]).parse_args()
-    device = C.check_device(args.device)
-    out = C.prepare_out(args.out)
-    C.apply_threads(args.threads)
+    args, device, out, env = C.start(__doc__)
     quick = args.quick
-    env = C.environment()
-    print(C.environment_markdown(env))
     repeat = args.repeat or (1 if quick else 5)
     steps = 50 if quick else 1000
     checks, targets, sections, csvs, notes = [], [], [], {}, []

@@ -86,13 +86,8 @@ def main():
     from sklearn.base import clone
     from sklearn.datasets import load_diabetes
 
-    args = C.parser(__doc__.split("\n")[0]).parse_args()
-    device = C.check_device(args.device)
-    out = C.prepare_out(args.out)
-    C.apply_threads(args.threads)
+    args, device, out, env = C.start(__doc__)
     quick = args.quick
-    env = C.environment()
-    print(C.environment_markdown(env))
     X, y = load_diabetes(return_X_y=True)
     # --quick: a smaller grid on fewer folds, enough to exercise every code path.
     folds = 2 if quick else 5
