@@ -22,6 +22,8 @@ BOUNDED = settings(
     max_examples=30,
     deadline=None,
     database=None,
+    # A failure prints a @reproduce_failure blob: CI runs draw fresh examples each time.
+    print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
