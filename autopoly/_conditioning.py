@@ -48,7 +48,7 @@ def target_scaling(y, sample_weight, centre):
     # Squared deviations in units of the largest one: no overflow near 1e155, no underflow
     # to zero near 1e-170.
     deviation = y - offset
-    reach = np.max(np.abs(deviation), axis=0, initial=0.0)
+    reach = np.max(np.abs(deviation[sample_weight > 0]), axis=0, initial=0.0)
     unit = np.where(reach > 0, reach, 1.0)
     scale = unit * np.sqrt(w @ (deviation / unit) ** 2)
     scale[~(scale > 0)] = 1.0

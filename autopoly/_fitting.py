@@ -106,17 +106,30 @@ def check_size(est, n_features, n_outputs, device):
 
 
 def check_target_range(est, y_scale, dtype):
-    """Refuse targets whose squared spread the compute dtype cannot hold (the loss is in y**2)."""
+    """Refuse targets whose loss the compute dtype cannot hold.
+
+    The squared error is in units of ``y**2``, so ``y``'s spread must square without
+    overflowing or underflowing. Huber is quadratic for small residuals and linear for large
+    ones, and the absolute error (like a callable, whose form is unknown) linear: only the
+    spread itself must then fit.
+    """
     info = torch.finfo(dtype)
+    spread = np.asarray(y_scale, dtype=np.float64)
+    small_power = 1 if est.loss == "absolute_error" or callable(est.loss) else 2
+    large_power = 2 if est.loss == "squared_error" else 1
     with np.errstate(over="ignore", under="ignore"):
-        squared = np.asarray(y_scale, dtype=np.float64) ** 2
-    bad = ~((squared > info.tiny) & (squared < info.max))
-    if bad.any():
-        spread = float(y_scale[bad][0])
+        too_small = ~(spread**small_power > info.tiny)
+        too_large = ~(spread**large_power < info.max)
+    if too_small.any() or too_large.any():
+        large = bool(too_large.any())
+        power = large_power if large else small_power
+        value = float(spread[too_large if large else too_small][0])
+        units = "y**2" if power == 2 else "y"
         raise ValueError(
-            f"y's spread ({spread:.3g}) is too {'large' if spread > 1 else 'small'} for "
-            f"dtype='{est.dtype}': the loss is computed in units of y**2, which "
-            f"{'overflow' if spread > 1 else 'underflow'}. Rescale y, e.g. with "
+            f"y's spread ({value:.3g}) is too {'large' if large else 'small'} for "
+            f"dtype='{est.dtype}': loss={est.loss if isinstance(est.loss, str) else 'callable'!s}"
+            f" is computed in units of {units}, which "
+            f"{'overflow' if large else 'underflow'}. Rescale y, e.g. with "
             "sklearn.compose.TransformedTargetRegressor"
             + (", or use dtype='float64'." if est.dtype == "float32" else ".")
         )
@@ -170,10 +183,14 @@ def terms_overflow(est, setup):
 def check_terms_range(est, X, setup):
     """Refuse rows whose terms overflow under a scaling fixed by earlier data (a stream)."""
     z = np.abs((X - setup["x_offset"]) / setup["x_scale"])
-    reach = float(z.max(initial=0.0))
     max_degree = degree_range(est.degree, est.fit_intercept)[1]
     with np.errstate(over="ignore"):
-        top = reach ** max_degree
+        if est.interaction_only:
+            # The largest term multiplies the largest |z| of distinct features.
+            k = min(max_degree, z.shape[1])
+            top = float(np.max(np.prod(-np.sort(-z, axis=1)[:, :k], axis=1), initial=0.0))
+        else:
+            top = float(z.max(initial=0.0)) ** max_degree
     if not top < torch.finfo(setup["dtype"]).max:
         raise terms_overflow(est, setup)
 

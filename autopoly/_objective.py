@@ -72,6 +72,11 @@ class _Objective:
             return value * self._J0_float
         return float(per_output.detach().mean())
 
+    def evaluate_value(self, V):
+        """``evaluate`` without the gradient: ``(normalized value, per-output objective)``."""
+        per_output = self.value(V)
+        return self.normalized(per_output), per_output
+
     def evaluate(self, V, rows=None):
         """Normalized objective at ``V`` (all rows or the given row indices); fills ``V.grad``.
 

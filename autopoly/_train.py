@@ -139,7 +139,11 @@ def train(
     bar = _progress(verbose, max_iter)
     start = time.perf_counter()
     V_data = V.detach()  # an alias of V's storage, made once
-    if batch_size is not None:
+    if not keep_best:
+        # One call of a stream: measured from the constant model, so that a loss growing a
+        # little at every call still trips the guard before it overflows.
+        ceiling = _divergence_ceiling(objective, objective.constant_model)
+    elif batch_size is not None:
         # An epoch's loss is measured during its steps: take the start's before any.
         ceiling = _divergence_ceiling(objective, _start_loss(objective, V))
     V_before = V_data.clone()
@@ -180,7 +184,7 @@ def train(
         result.n_iter = it
         if it == 1:
             first_grad = grad_max
-        if it == 1 and batch_size is None:
+        if it == 1 and batch_size is None and keep_best:
             ceiling = _divergence_ceiling(objective, loss)  # this loss is the start's
         if not math.isfinite(loss) or loss > ceiling:
             raise _diverged("loss", it, optimizer, lr)
@@ -237,15 +241,17 @@ def train(
         # The loop tests each point before stepping from it: the last step's result may
         # already be the optimum (e.g. max_iter=1 with an inner L-BFGS loop).
         optimizer.zero_grad()
-        objective.evaluate(V)
+        final_eval = objective.evaluate(V)
         result.converged = V.grad is not None and float(V.grad.abs().max()) <= tol
+    else:
+        final_eval = None
     with torch.no_grad():
         if not keep_best:
             best_V = V.detach().clone()
         elif validation is None and batch_size is None:
             # The last step has not been scored yet; keep it only if it is at least as good.
-            per_output = objective.value(V)
-            final = float(objective.normalized(per_output))
+            value, per_output = final_eval or objective.evaluate_value(V)
+            final = float(value)
             if math.isfinite(final) and final <= best:
                 best, best_V = final, V.detach().clone()
                 best_user = min(best_user, objective.user_units(final, per_output))

@@ -290,6 +290,27 @@ def test_warm_start_on_shifted_data_solves_the_new_problem():
     assert_allclose(warm.coef_, TorchPolyRegressor().fit(100 * X, y).coef_, rtol=1e-8, atol=1e-12)
 
 
+def test_a_stream_whose_loss_grows_at_every_call_is_stopped_early():
+    # Each call starts where the last one left off: the guard must not move with it.
+    rng = np.random.default_rng(20)
+    model = TorchPolyRegressor(optimizer="sgd", lr=1.2, batch_size=100, random_state=0)
+    with pytest.raises(DivergenceError):
+        for _ in range(20):
+            X = rng.standard_normal((200, 2))
+            model.partial_fit(X, X[:, 0] ** 2 - X[:, 1])
+
+
+@pytest.mark.parametrize("loss, dtype, scale", [
+    ("absolute_error", "float32", 1e20), ("absolute_error", "float64", 1e-160),
+    ("huber", "float32", 1e20),
+])
+def test_losses_linear_in_y_take_spreads_whose_square_would_not_fit(loss, dtype, scale):
+    rng = np.random.default_rng(21)
+    X = rng.standard_normal((100, 2))
+    y = scale * (X[:, 0] ** 2 - X[:, 1] + 0.1 * rng.standard_normal(100))
+    assert TorchPolyRegressor(loss=loss, dtype=dtype).fit(X, y).score(X, y) > 0.99
+
+
 def test_reaching_the_optimum_on_the_last_iteration_is_convergence():
     rng = np.random.default_rng(18)
     X = rng.standard_normal((200, 2))
@@ -302,7 +323,7 @@ def test_reaching_the_optimum_on_the_last_iteration_is_convergence():
 
 
 def test_huber_with_large_residuals_is_not_called_oscillating():
-    rng = np.random.default_rng(19)
+    rng = np.random.default_rng(0)
     X = rng.standard_normal((200, 2))
     y = 1e5 * (X[:, 0] ** 2 - X[:, 1] + 0.1 * rng.standard_normal(200))
     with warnings.catch_warnings():
