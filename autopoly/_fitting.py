@@ -92,7 +92,8 @@ def check_size(est, n_features, n_outputs, device):
         )
     itemsize = torch.empty((), dtype=DTYPES[est.dtype]).element_size()
     cols = terms + 1 + n_outputs
-    # The triangular factor, its SVD and the basis change each hold a cols x cols matrix.
+    # The triangular factor, its inverse, the rows stacked for a ridge (twice as tall) and the
+    # basis change: about four cols x cols matrices.
     needed = 4 * cols * cols * max(itemsize, 8) + 2 * cols * itemsize * 1024
     available = available_memory(device)
     if needed > available:

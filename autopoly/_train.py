@@ -84,7 +84,7 @@ def _start_loss(objective, V):
     if not bool(V.detach().any()):
         return objective.constant_model
     with torch.no_grad():
-        return float(objective.normalized(objective.value(V)))
+        return float(objective.evaluate_value(V)[0])
 
 
 def _divergence_ceiling(objective, start):

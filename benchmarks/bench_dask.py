@@ -79,7 +79,7 @@ def thread_policy(quick, client):
     from sklearn.model_selection import GridSearchCV
 
     from autopoly import TorchPolyRegressor
-    from autopoly._threads import task_threads, thread_report
+    from autopoly._threads import task_threads
 
     class Unguarded(TorchPolyRegressor):
         """The estimator without its thread guard: torch's default threads on any thread."""
@@ -165,6 +165,23 @@ def timed_with_memory(methods, repeat):
     return out
 
 
+def _against_memory(timed, checks, check_name, tol):
+    """Per method: ``(name, run, best time, time / in memory, coefficient difference)``.
+
+    Appends to ``checks`` that each method's coefficients are within ``tol`` (relative) of the
+    in-memory fit's.
+    """
+    ref = timed["in memory (NumPy)"]["result"]
+    base = min(timed["in memory (NumPy)"]["times"])
+    out = []
+    for name, r in timed.items():
+        err = np.abs(r["result"].coef_ - ref.coef_).max() / np.abs(ref.coef_).max()
+        checks.append((check_name.format(name), err <= tol,
+                       f"max relative difference {err:.2e} (<= {tol:g})"))
+        out.append((name, r, min(r["times"]), min(r["times"]) / base, err))
+    return out
+
+
 def main():
     import dask
     import dask.array as da
@@ -246,16 +263,12 @@ def main():
         data_mib = (X.nbytes + y.nbytes) / 2**20
         held = {name: data_mib if name.startswith("in memory") else 0.0 for name in methods}
         ref = timed["in memory (NumPy)"]["result"]
-        base = min(timed["in memory (NumPy)"]["times"])
         rows = []
-        for name, r in timed.items():
-            model = r["result"]
-            err = np.abs(model.coef_ - ref.coef_).max() / np.abs(ref.coef_).max()
-            checks.append((f"{name}: coefficients equal the in-memory fit", err <= 1e-8,
-                           f"max relative difference {err:.2e} (<= 1e-8)"))
+        for name, r, best, ratio, err in _against_memory(
+            timed, checks, "{}: coefficients equal the in-memory fit", 1e-8
+        ):
             client_mib = None if growth[name] is None else held[name] + growth[name]
-            rows.append((name, min(r["times"]), min(r["times"]) / base, held[name],
-                         growth[name], client_mib, err))
+            rows.append((name, best, ratio, held[name], growth[name], client_mib, err))
         header = ["method", "fit time (s, best)", "time / in memory",
                   "data held by the client (MiB)", "client peak growth during fit (MiB)",
                   "client memory for the fit (MiB)", "max coef difference (rel.)"]
@@ -274,15 +287,12 @@ def main():
 
         htimed = C.interleaved({"in memory (NumPy)": huber_memory,
                                 "LocalCluster (2 workers x 1 thread)": huber_cluster}, repeat)
-        href = htimed["in memory (NumPy)"]["result"]
-        hbase = min(htimed["in memory (NumPy)"]["times"])
-        hrows = []
-        for name, r in htimed.items():
-            model = r["result"]
-            err = np.abs(model.coef_ - href.coef_).max() / np.abs(href.coef_).max()
-            checks.append((f"Huber, {name}: coefficients match the in-memory fit", err <= 1e-6,
-                           f"max relative difference {err:.2e} (<= 1e-6)"))
-            hrows.append((name, min(r["times"]), min(r["times"]) / hbase, model.n_iter_, err))
+        hrows = [
+            (name, best, ratio, r["result"].n_iter_, err)
+            for name, r, best, ratio, err in _against_memory(
+                htimed, checks, "Huber, {}: coefficients match the in-memory fit", 1e-6
+            )
+        ]
         hheader = ["method", "fit time (s, best)", "time / in memory", "iterations",
                    "max coef difference (rel.)"]
 
