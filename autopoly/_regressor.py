@@ -556,6 +556,38 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         )
         return out[:, 0] if self._y_ndim == 1 else out
 
+    def to_torch(self, device=None, dtype=None, trainable=False):
+        """The fitted polynomial as a ``torch.nn.Module`` that computes what ``predict`` computes.
+
+        Parameters
+        ----------
+        device : str or torch.device, default=None
+            Where the module's buffers live; the CPU when omitted.
+        dtype : torch.dtype, default=None
+            Its compute dtype; ``torch.float64`` (what ``predict`` uses) when omitted.
+        trainable : bool, default=False
+            Register the coefficients as parameters (for fine-tuning) instead of buffers.
+
+        Returns
+        -------
+        module : torch.nn.Module
+            Maps a tensor of shape ``(n, n_features_in_)`` to ``(n,)`` or ``(n, n_targets)``.
+        """
+        check_is_fitted(self)
+        from ._module import polynomial_module
+
+        return polynomial_module(
+            self._fitted_polynomial(), device=device, dtype=dtype, trainable=trainable
+        )
+
+    def _fitted_polynomial(self):
+        from ._state import FittedPolynomial, Terms
+
+        return FittedPolynomial(
+            terms=Terms(*self._terms), theta=self._theta, x_offset=self._x_offset,
+            x_scale=self._x_scale, single_output=self._y_ndim == 1, device=self.device_,
+        )
+
     def get_feature_names_out(self, input_features=None):
         """Get the names of the terms, as :class:`~sklearn.preprocessing.PolynomialFeatures` writes them.
 
