@@ -154,10 +154,11 @@ def run_fit(args):
 def _check_options(model, args, n_rows):
     """Refuse, before fitting, options the estimator or the data cannot take (exit status 2)."""
     from ._device import resolve_device
+    from ._spec import resolve_spec
 
     try:
         model._validate_params()
-        model._check_params()
+        resolve_spec(model)
         resolve_device(model.device)
     except (ValueError, TypeError) as exc:
         raise InputError(str(exc)) from exc

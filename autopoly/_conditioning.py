@@ -25,12 +25,16 @@ import torch
 from ._features import binomial_basis_change
 
 
-def input_scaling(X, centre):
-    """Offsets and scales mapping each column of X into ``[-1, 1]`` (offset 0 when not centring)."""
-    if X.shape[0] == 0:
-        return np.zeros(X.shape[1]), np.ones(X.shape[1])
-    lo = np.min(X, axis=0).astype(np.float64)
-    hi = np.max(X, axis=0).astype(np.float64)
+def input_scaling(lo, hi, centre):
+    """Offsets and scales mapping columns with these minima and maxima into ``[-1, 1]``.
+
+    ``lo`` and ``hi`` are float64 vectors (+inf and -inf for a column without rows); the
+    offset is 0 when not centring.
+    """
+    lo = np.asarray(lo, dtype=np.float64)
+    hi = np.asarray(hi, dtype=np.float64)
+    if not np.isfinite(lo).all() or not np.isfinite(hi).all():  # no rows
+        return np.zeros(lo.shape[0]), np.ones(lo.shape[0])
     if centre:
         offset = (hi + lo) / 2
         scale = (hi - lo) / 2
@@ -42,17 +46,25 @@ def input_scaling(X, centre):
 
 
 def target_scaling(y, sample_weight, centre):
-    """Weighted mean (or 0) and weighted standard deviation (or RMS) of each target column."""
+    """Weighted mean (or 0) and weighted standard deviation (or RMS) of each target column.
+
+    ``y`` (2-D) and ``sample_weight`` are float64 tensors on any device; the result is two
+    float64 NumPy vectors.
+    """
     w = sample_weight / sample_weight.sum()
-    offset = w @ y if centre else np.zeros(y.shape[1])
+    offset = w @ y if centre else y.new_zeros(y.shape[1])
     # Squared deviations in units of the largest one: no overflow near 1e155, no underflow
     # to zero near 1e-170.
     deviation = y - offset
-    reach = np.max(np.abs(deviation[sample_weight > 0]), axis=0, initial=0.0)
-    unit = np.where(reach > 0, reach, 1.0)
-    scale = unit * np.sqrt(w @ (deviation / unit) ** 2)
-    scale[~(scale > 0)] = 1.0
-    return offset, scale
+    positive = deviation[sample_weight > 0]
+    if positive.shape[0]:
+        reach = positive.abs().amax(dim=0)
+    else:
+        reach = y.new_zeros(y.shape[1])
+    unit = torch.where(reach > 0, reach, torch.ones_like(reach))
+    scale = unit * torch.sqrt(w @ (deviation / unit) ** 2)
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    return offset.cpu().numpy(), scale.cpu().numpy()
 
 
 class ChunkedQR:

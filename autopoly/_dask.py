@@ -29,7 +29,6 @@ import copy
 import numpy as np
 import torch
 
-from . import _fitting as fitting
 from ._dask_inputs import (
     aligned_blocks, check_n_features, collection_kind, is_dask_collection, n_rows, prepare_block,
     single_column_chunk, target_shape,
@@ -38,107 +37,124 @@ from ._dask_reduce import (
     ClusterObjective, block_factor, block_moments, compute, distributed_client, merge_factors,
     merge_moments, scaling_from_moments, tree,
 )
-from ._losses import resolve_loss
 
-__all__ = ["fit", "is_dask_collection", "predict"]
-
-
-# ------------------------------------------------------------------------------------- fit
+__all__ = ["DaskSource", "check_input_features", "is_dask_collection", "predict"]
 
 
-def fit(estimator, X, y, sample_weight):
-    """Fit ``estimator`` on dask collections; the optimizer loop runs here, the rows stay put.
+# ---------------------------------------------------------------------------------- source
 
-    Called by :meth:`TorchPolyRegressor.fit` when X is a dask array or dataframe. y and
-    ``sample_weight`` may be dask arrays, dataframes or series, or in-memory arrays (then cut
-    to X's row chunks).
+
+class DaskSource:
+    """Rows in dask collections, for :func:`autopoly._fitting.fit` (see ``_sources``).
+
+    y and ``sample_weight`` may be dask arrays, dataframes or series, or in-memory arrays
+    (then cut to X's row chunks). Building the source reads only metadata; the first pass
+    over the blocks (row counts, scaling moments) runs when ``n_rows`` or ``scaling`` is
+    first needed, and every pass returns only fixed-size reductions to the client.
 
     Parameters
     ----------
-    estimator : TorchPolyRegressor
-        The estimator to fit in place.
     X : dask.array.Array of shape (n_samples, n_features) or dask.dataframe.DataFrame
         Training inputs.
     y : dask.array.Array, dask.dataframe.Series or DataFrame, or array-like
         Targets, of shape (n_samples,) or (n_samples, n_targets).
     sample_weight : dask.array.Array, dask.dataframe.Series, array-like or None
         Non-negative weights, one per row.
+    spec : autopoly._spec.FitSpec
+        The fit's resolved parameters.
     """
+
+    device = None  # the rows live on the cluster; the loop runs on the fit device
+
+    def __init__(self, X, y, sample_weight, spec):
+        import dask
+
+        if y is None:
+            raise ValueError(
+                "TorchPolyRegressor requires y to be passed, but the target y is None."
+            )
+        if spec.early_stopping:
+            raise ValueError(
+                "early_stopping=True is not supported on dask collections: the validation rows "
+                "would have to be drawn across the cluster. Set early_stopping=False, or hold "
+                "out validation blocks yourself and score them with predict."
+            )
+        x_kind = collection_kind(X, "X")
+        n_features = len(X.columns) if x_kind == "frame" else (X.shape[1] if X.ndim == 2 else None)
+        if n_features is None:
+            raise ValueError(
+                f"Expected a 2D dask array for X, got ndim={X.ndim}. Reshape it, e.g. "
+                "X.reshape(-1, 1) for a single feature."
+            )
+        self.n_features = n_features
+        self.feature_meta = X._meta if x_kind == "frame" else None
+        self.y_ndim, self.n_outputs = target_shape(y)
+        xs, ys, ws = aligned_blocks(X, y, sample_weight)
+        if not xs:
+            raise ValueError("X has no blocks; pass a dask collection with at least one row.")
+        self.blocks = [
+            dask.delayed(prepare_block)(xb, yb, wb, i, n_features, self.n_outputs)
+            for i, (xb, yb, wb) in enumerate(zip(xs, ys, ws))
+        ]
+        if not spec.stats_mode() and distributed_client(self.blocks) is not None:
+            # Every evaluation reads all blocks: keep them validated in the workers' memory.
+            self.blocks = list(dask.persist(*self.blocks))
+        self._moments = None
+
+    def _first_pass(self):
+        if self._moments is None:
+            moments, counts = compute(
+                tree(merge_moments, map(dask_delayed(block_moments), self.blocks)),
+                [dask_delayed(n_rows)(b) for b in self.blocks],
+            )
+            if moments["n"] < 1:
+                raise ValueError(
+                    f"Found array with 0 sample(s) (shape=(0, {self.n_features})) while a "
+                    "minimum of 1 is required by TorchPolyRegressor."
+                )
+            if not moments["W"] > 0:  # the in-memory fit's message (scikit-learn's)
+                raise ValueError("Sample weights must contain at least one non-zero number.")
+            self._moments, self._counts = moments, counts
+        return self._moments
+
+    @property
+    def n_rows(self):
+        return int(self._first_pass()["n"])
+
+    def scaling(self, spec):
+        return scaling_from_moments(spec, self._first_pass())
+
+    def factor(self, setup, qr=None, gram_first=False):
+        """The merged QR factor of every block's ``sqrt(w) * [D, t]``, on the fit device."""
+        moments = self._first_pass()
+        cpu_setup = setup.on("cpu")
+        factors = [dask_delayed(block_factor)(b, cpu_setup) for b in self.blocks]
+        (R,) = compute(tree(merge_factors, factors))
+        return torch.as_tensor(R, dtype=setup.dtype, device=setup.device), moments["W"]
+
+    def objective(self, spec, setup, whitening, penalty):
+        self._first_pass()
+        return ClusterObjective(
+            self.blocks, self._counts, spec, setup.on("cpu"), setup, whitening, penalty,
+            self.n_outputs,
+        )
+
+    def split(self, fraction, generator):  # pragma: no cover - refused in __init__
+        raise ValueError("early_stopping=True is not supported on dask collections.")
+
+
+def dask_delayed(function):
     import dask
-    from sklearn.base import clone
+
+    return dask.delayed(function)
+
+
+def check_input_features(estimator, source, reset):
+    """``n_features_in_`` and ``feature_names_in_`` from the collection's metadata."""
     from sklearn.utils.validation import _check_feature_names
 
-    estimator._check_params()  # the checks that need no data, before reading any
-    if y is None:
-        raise ValueError("TorchPolyRegressor requires y to be passed, but the target y is None.")
-    if estimator.early_stopping:
-        raise ValueError(
-            "early_stopping=True is not supported on dask collections: the validation rows "
-            "would have to be drawn across the cluster. Set early_stopping=False, or hold out "
-            "validation blocks yourself and score them with predict."
-        )
-    warm = estimator.warm_start and hasattr(estimator, "_theta")
-    if warm:
-        estimator._check_continuation("warm_start=True")
-    x_kind = collection_kind(X, "X")
-    n_features = len(X.columns) if x_kind == "frame" else (X.shape[1] if X.ndim == 2 else None)
-    if n_features is None:
-        raise ValueError(
-            f"Expected a 2D dask array for X, got ndim={X.ndim}. Reshape it, e.g. "
-            "X.reshape(-1, 1) for a single feature."
-        )
-    check_n_features(estimator, n_features, reset=not warm)
-    _check_feature_names(estimator, X._meta if x_kind == "frame" else None, reset=not warm)
-    y_ndim, n_outputs = target_shape(y)
-    # A zero-row stand-in: _check_outputs only reads the shape (and records y's ndim).
-    estimator._check_outputs(np.empty((0, n_outputs)[:y_ndim]), reset=not warm)
-
-    xs, ys, ws = aligned_blocks(X, y, sample_weight)
-    if not xs:
-        raise ValueError("X has no blocks; pass a dask collection with at least one row.")
-    blocks = [
-        dask.delayed(prepare_block)(xb, yb, wb, i, n_features, n_outputs)
-        for i, (xb, yb, wb) in enumerate(zip(xs, ys, ws))
-    ]
-    loss_name, _ = resolve_loss(estimator.loss, estimator.epsilon)
-    stats_mode = fitting.stats_mode(estimator, loss_name)
-    client = distributed_client(blocks)
-    if not stats_mode and client is not None:
-        # Every evaluation reads all blocks: keep them validated in the workers' memory.
-        blocks = list(dask.persist(*blocks))
-
-    moments, counts = compute(tree(merge_moments, map(dask.delayed(block_moments), blocks)),
-                              [dask.delayed(n_rows)(b) for b in blocks])
-    if moments["n"] < 1:
-        raise ValueError(
-            f"Found array with 0 sample(s) (shape=(0, {n_features})) while a minimum of 1 is "
-            "required by TorchPolyRegressor."
-        )
-    if not moments["W"] > 0:  # the in-memory fit's message (scikit-learn's)
-        raise ValueError("Sample weights must contain at least one non-zero number.")
-    scaling = estimator._partial["scaling"] if warm else scaling_from_moments(estimator, moments)
-    # Now that the rows are counted: a batch_size covering them all means full batches.
-    stats_mode = fitting.stats_mode(estimator, loss_name, int(moments["n"]))
-
-    worker_est = clone(estimator).set_params(device="cpu", warm_start=False, verbose=0)
-    setup = fitting.make_setup(estimator, n_features, n_outputs, scaling)
-    cpu_setup = fitting.make_setup(worker_est, n_features, n_outputs, scaling)
-    factors = [dask.delayed(block_factor)(b, worker_est, cpu_setup) for b in blocks]
-    (R,) = compute(tree(merge_factors, factors))
-    R = torch.as_tensor(R, dtype=setup["dtype"], device=setup["device"])
-
-    make_rows = None
-    if not stats_mode:
-
-        def make_rows(whitening, penalty):
-            return ClusterObjective(
-                blocks, counts, worker_est, cpu_setup, setup, whitening, penalty, n_outputs,
-            )
-
-    estimator._solve(
-        R, moments["W"], setup, make_rows=make_rows, n_rows=int(moments["n"]),
-        generator=estimator._generator(),
-    )
+    check_n_features(estimator, source.n_features, reset=reset)
+    _check_feature_names(estimator, source.feature_meta, reset=reset)
 
 
 # ----------------------------------------------------------------------------------- predict
@@ -179,8 +195,8 @@ def predict(estimator, X):
         Predictions, float64. The row chunks are X's (unknown sizes for a dataframe).
     """
     snapshot = copy.deepcopy(estimator)
-    single = estimator._y_ndim == 1
-    n_outputs = estimator._theta.shape[1]
+    single = estimator._fitted.single_output
+    n_outputs = estimator._fitted.n_outputs
     kind = collection_kind(X, "X")
     if kind == "frame":
         import pandas as pd

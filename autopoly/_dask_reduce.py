@@ -10,10 +10,10 @@ import numpy as np
 import torch
 
 from ._conditioning import ChunkedQR, input_scaling
-from ._data_pass import accumulate, chunk_slices, design
-from ._fitting import centres_inputs, identity_scaling
-from ._losses import resolve_loss
+from ._data_pass import accumulate, chunk_slices
 from ._objective import _Objective
+from ._sources import ArraySource
+from ._state import Scaling
 from ._threads import off_main_thread, task_threads
 
 # Fan-in of the reduction trees: enough to keep the tree shallow, small enough that a merge
@@ -87,36 +87,33 @@ def merge_moments(*parts):
     return out
 
 
-def scaling_from_moments(estimator, moments):
-    """:func:`autopoly._fitting.scaling` from merged block statistics (same formulas and results)."""
+def scaling_from_moments(spec, moments):
+    """The in-memory source's scaling from merged block statistics (same formulas and results)."""
     n_features, n_outputs = moments["lo"].shape[0], moments["mean"].shape[0]
-    if not estimator.conditioning:
-        return identity_scaling(n_features, n_outputs)
-    # The min and max rows reproduce input_scaling over all rows of positive weight exactly.
-    x_offset, x_scale = input_scaling(
-        np.vstack([moments["lo"], moments["hi"]]), centres_inputs(estimator)
-    )
+    if not spec.conditioning:
+        return Scaling.identity(n_features, n_outputs)
+    # The min and max over rows of positive weight give the in-memory input scaling exactly.
+    x_offset, x_scale = input_scaling(moments["lo"], moments["hi"], spec.centres_inputs)
     W, mean, m2 = moments["W"], moments["mean"], moments["m2"]
-    if estimator.fit_intercept:
+    if spec.terms.fit_intercept:
         y_offset, y_scale = mean, np.sqrt(m2 / W)
     else:
         y_offset, y_scale = np.zeros(n_outputs), np.sqrt((m2 + W * mean**2) / W)
     y_scale[~(y_scale > 0)] = 1.0
-    return {"x_offset": x_offset, "x_scale": x_scale, "y_offset": y_offset, "y_scale": y_scale}
+    return Scaling(x_offset, x_scale, y_offset, y_scale)
 
 
-def block_factor(block, worker_est, setup):
-    """The QR factor of ``sqrt(w) * [D, t]`` over one block, as NumPy (the estimator's code).
+def block_factor(block, setup):
+    """The QR factor of ``sqrt(w) * [D, t]`` over one block, as NumPy (the in-memory code).
 
-    ``setup`` is the estimator's CPU setup (terms, scalings as tensors), built once on the
-    client and shipped with the task.
+    ``setup`` is the fit's setup on the CPU, built once on the client and shipped with the task.
     """
     X, y, w = block
     with task_threads(off_main_thread()):
-        qr = accumulate(X, y, w, setup)
-    cols = setup["powers"].shape[0] + int(worker_est.fit_intercept) + y.shape[1]
+        qr = accumulate(ArraySource(X, y, w, 2), setup)
+    cols = setup.n_design + y.shape[1]
     if qr.R is None:
-        return np.zeros((0, cols), dtype=numpy_dtype(setup["dtype"]))
+        return np.zeros((0, cols), dtype=numpy_dtype(setup.dtype))
     return qr.R.numpy()
 
 
@@ -130,7 +127,7 @@ def merge_factors(*parts):
     return qr.R.numpy()
 
 
-def block_loss(block, rows, theta, worker_est, setup, need_grad):
+def block_loss(block, rows, theta, spec, setup, need_grad):
     """``(W, W * loss, W * gradient)`` of one block's weighted-mean loss, ``W`` its weight sum.
 
     The loss of each row chunk is the estimator's loss function given weights normalized
@@ -144,10 +141,10 @@ def block_loss(block, rows, theta, worker_est, setup, need_grad):
     weight = float(w.sum())
     if not weight > 0:  # no rows, or only rows that weigh nothing: adds nothing
         return 0.0, None, None
-    _, loss_fn = resolve_loss(worker_est.loss, worker_est.epsilon)
+    loss_fn = spec.loss_fn
     # enable_grad: the synchronous scheduler runs this inside the client's autograd forward.
     with task_threads(off_main_thread()), torch.enable_grad():
-        dtype = setup["dtype"]
+        dtype = setup.dtype
         th = torch.tensor(theta, dtype=dtype).requires_grad_(need_grad)
         itemsize = torch.empty((), dtype=dtype).element_size()
         total = 0.0
@@ -156,8 +153,8 @@ def block_loss(block, rows, theta, worker_est, setup, need_grad):
             chunk_weight = w_c.sum()
             if not chunk_weight > 0:
                 continue
-            D = design(X[c], setup)
-            y_hat = setup["y_offset_t"] + setup["y_scale_t"] * (D @ th)
+            D = setup.design(torch.tensor(X[c], dtype=dtype))
+            y_hat = setup.y_offset + setup.y_scale * (D @ th)
             y_c = torch.tensor(y[c], dtype=dtype)
             part = chunk_weight * loss_fn(y_hat, y_c, w_c / chunk_weight)
             if need_grad:
@@ -215,11 +212,11 @@ class ClusterObjective(_Objective):
         Validated ``(X, y, w)`` row blocks (persisted on a distributed cluster).
     counts : list of int
         Rows per block.
-    worker_est : TorchPolyRegressor
-        An unfitted CPU clone carrying the parameters the workers need.
-    cpu_setup : dict
-        The estimator's setup on the CPU (terms, scalings as tensors), for the workers.
-    setup : dict
+    spec : autopoly._spec.FitSpec
+        The fit's parameters (the workers need the loss).
+    cpu_setup : autopoly._setup.Setup
+        The fit's setup on the CPU (terms, scalings as tensors), for the workers.
+    setup : autopoly._setup.Setup
         The client's setup (device, dtype).
     whitening : Whitening
         The whitening of the design (``M`` maps ``V`` to design coefficients).
@@ -229,17 +226,16 @@ class ClusterObjective(_Objective):
         Number of targets.
     """
 
-    def __init__(self, blocks, counts, worker_est, cpu_setup, setup, whitening, penalty,
-                 n_outputs):
+    def __init__(self, blocks, counts, spec, cpu_setup, setup, whitening, penalty, n_outputs):
         self.blocks = blocks
         self.starts = np.concatenate([[0], np.cumsum(counts)])
-        self.worker_est = worker_est
+        self.spec = spec
         self.cpu_setup = cpu_setup
         self.M = whitening.M
         self.penalty = penalty
         self.n_evaluations = 0
         self.loss_shape = ()
-        self._finish_init((whitening.rank, n_outputs), setup["device"], setup["dtype"])
+        self._finish_init((whitening.rank, n_outputs), setup.device, setup.dtype)
 
     def value(self, V, rows=None):
         theta = self.M @ V
@@ -269,7 +265,7 @@ class ClusterObjective(_Objective):
         for block, local in selected:
             parts.append(
                 dask.delayed(block_loss)(
-                    block, local, theta_np, self.worker_est, self.cpu_setup, need_grad,
+                    block, local, theta_np, self.spec, self.cpu_setup, need_grad,
                 )
             )
         if not parts:

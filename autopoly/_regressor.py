@@ -1,24 +1,23 @@
 """TorchPolyRegressor: polynomial regression fitted by a torch optimizer, as a sklearn estimator."""
 
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
 import torch
+from sklearn import get_config
 from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
 
 from . import _dask
 from . import _fitting as fitting
-from ._conditioning import ChunkedQR
-from ._data_pass import accumulate
-from ._features import degree_range, n_terms, term_names
-from ._losses import LOSSES, resolve_loss
-from ._optim import is_lbfgs, resolve_optimizer, state_to_numpy
+from ._features import term_names
+from ._losses import LOSSES
 from ._persistence import check_state_version, restore_on_error
+from ._scoring import r2_score_tensor
+from ._sources import ArraySource
+from ._spec import DTYPES, resolve_spec
+from ._state import fitted_from_plain, stream_from_plain, to_plain
 from ._threads import in_pool_thread, task_threads
 from ._validation import fit_data, predict_data
 from ._version import __version__
@@ -184,7 +183,7 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "conditioning": ["boolean"],
-        "dtype": [StrOptions(set(fitting.DTYPES))],
+        "dtype": [StrOptions(set(DTYPES))],
         "device": [str, torch.device],
         "warm_start": ["boolean"],
         "random_state": ["random_state"],
@@ -242,36 +241,23 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
 
     # ----------------------------------------------------------------------------- helpers
 
-    def _degree_range(self):
-        return degree_range(self.degree, self.fit_intercept)
-
-    def _threads(self, shape):
+    def _threads(self, spec, source):
         """One torch thread for small problems (and on thread pools); all of them otherwise.
 
         Below ~2 million design entries, starting and synchronizing a team of threads costs
         more than it saves, and far more when the cores are shared with other processes.
         """
-        lo, hi = self._degree_range()
-        size = shape[0] * (n_terms(shape[1], lo, hi, self.interaction_only) + 1)
+        size = source.n_rows * (spec.terms.n_terms(source.n_features) + 1)
         return task_threads(in_pool_thread() or size <= SMALL_PROBLEM)
 
-    def _check_params(self):
-        """Checks that need no data, done before the data are read."""
-        self._degree_range()
-        resolve_optimizer(self.optimizer)
-        resolve_loss(self.loss, self.epsilon)
-
-    def _check_continuation(self, how):
+    def _check_continuation(self, spec, how):
         """A warm start or a streamed update continues the fitted terms: they must not change."""
-        def degree(lo, hi):
-            return hi if lo == 0 else (lo, hi)
-
-        fitted = {"degree": degree(*self._terms[:2]), "interaction_only": self._terms[2],
-                  "fit_intercept": self._terms[3],
-                  # Models saved before this attribute existed were all conditioned alike.
-                  "conditioning": getattr(self, "_conditioned", self.conditioning)}
-        now = {"degree": degree(*self._degree_range()), "interaction_only": self.interaction_only,
-               "fit_intercept": self.fit_intercept, "conditioning": self.conditioning}
+        terms = self._fitted.terms
+        fitted = {"degree": terms.degree, "interaction_only": terms.interaction_only,
+                  "fit_intercept": terms.fit_intercept,
+                  "conditioning": self._stream.conditioned}
+        now = {"degree": spec.terms.degree, "interaction_only": spec.terms.interaction_only,
+               "fit_intercept": spec.terms.fit_intercept, "conditioning": spec.conditioning}
         changed = [name for name in now if now[name] != fitted[name]]
         if changed:
             listed = ", ".join(f"{name} (fitted with {fitted[name]!r}, now {now[name]!r})"
@@ -285,26 +271,55 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
                 f"changed. {fix} to fit the new terms."
             )
 
-    def _check_outputs(self, y, reset, how="warm_start=True"):
-        """2-D targets; on an update (``how``), the number of outputs must match the fitted one."""
-        y2 = y.reshape(-1, 1) if y.ndim == 1 else y
-        if not reset and hasattr(self, "_theta") and y2.shape[1] != self._theta.shape[1]:
+    def _check_outputs(self, n_outputs, reset, how="warm_start=True"):
+        """On an update (``how``), the number of outputs must match the fitted one."""
+        if reset or not hasattr(self, "_fitted"):
+            return
+        fitted = self._fitted.n_outputs
+        if n_outputs != fitted:
             fix = (
                 "set warm_start=False" if how == "warm_start=True"
                 else "start a new stream on a fresh estimator (sklearn.base.clone)"
             )
             raise ValueError(
-                f"y has {y2.shape[1]} output(s) but the estimator was fitted with "
-                f"{self._theta.shape[1]}, and {how} continues that fit; pass y with "
-                f"{self._theta.shape[1]} column(s), or {fix} to fit {y2.shape[1]} outputs."
+                f"y has {n_outputs} output(s) but the estimator was fitted with {fitted}, and "
+                f"{how} continues that fit; pass y with {fitted} column(s), or {fix} to fit "
+                f"{n_outputs} outputs."
             )
-        # Predictions take the shape of the last y fitted (1-D or 2-D).
-        self._y_ndim = y.ndim
-        return y2
 
-    def _generator(self):
-        rng = check_random_state(self.random_state)
-        return torch.Generator().manual_seed(int(rng.randint(np.iinfo(np.int32).max)))
+    def _source(self, spec, X, y, sample_weight, reset):
+        """The rows as a source (see ``_sources``), validated; sets ``n_features_in_``."""
+        if _dask.is_dask_collection(X):
+            source = _dask.DaskSource(X, y, sample_weight, spec)
+            _dask.check_input_features(self, source, reset)
+            return source
+        X, y, sample_weight = fit_data(self, X, y, sample_weight, reset=reset)
+        y2 = y.reshape(-1, 1) if y.ndim == 1 else y
+        return ArraySource(X, y2, sample_weight, y.ndim)
+
+    def _publish(self, spec, outcome):
+        """Publish the fitted state as CPU NumPy arrays (only after the fit succeeded)."""
+        raw, fitted = outcome.raw, outcome.fitted
+        if spec.terms.fit_intercept:
+            intercept, coef = raw[0], raw[1:]
+        else:
+            intercept, coef = np.zeros(raw.shape[1]), raw
+        single = fitted.single_output
+        self.coef_ = coef[:, 0].copy() if single else coef.T.copy()
+        self.intercept_ = float(intercept[0]) if single else intercept.copy()
+        self.powers_ = outcome.powers
+        result = outcome.train
+        self.n_iter_ = result.n_iter
+        self.loss_curve_ = result.loss_curve
+        self.best_loss_ = result.best_loss
+        self.validation_scores_ = result.validation_scores if outcome.validated else None
+        self.best_validation_score_ = (
+            result.best_validation_score if outcome.validated else None
+        )
+        self.device_ = fitted.device
+        self._fitted = fitted
+        self._stream = outcome.stream
+        self._autopoly_version = __version__
 
     # ------------------------------------------------------------------------- public API
 
@@ -314,11 +329,11 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Training inputs.
-        y : array-like of shape (n_samples,) or (n_samples, n_targets)
+        X : array-like, torch.Tensor or dask collection of shape (n_samples, n_features)
+            Training inputs. A tensor's rows stay on its device (see ``device``).
+        y : array-like or torch.Tensor of shape (n_samples,) or (n_samples, n_targets)
             Targets.
-        sample_weight : array-like of shape (n_samples,), default=None
+        sample_weight : array-like or torch.Tensor of shape (n_samples,), default=None
             Non-negative weights; the loss is their weighted mean.
 
         Returns
@@ -327,91 +342,19 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
             The fitted estimator.
         """
         with restore_on_error(self):
-            if _dask.is_dask_collection(X):
-                _dask.fit(self, X, y, sample_weight)
-                return self
-            self._check_params()
-            warm = self.warm_start and hasattr(self, "_theta")
+            spec = resolve_spec(self)
+            warm = self.warm_start and hasattr(self, "_fitted")
             if warm:
-                self._check_continuation("warm_start=True")
-            X, y, sample_weight = fit_data(self, X, y, sample_weight, reset=not warm)
-            y2 = self._check_outputs(y, reset=not warm)
-            scaling = (
-                self._partial["scaling"] if warm else fitting.scaling(self, X, y2, sample_weight)
-            )
-            with self._threads(X.shape):
-                self._fit_arrays(X, y2, sample_weight, scaling)
-        return self
-
-    def _fit_arrays(self, X, y, sample_weight, scaling):
-        """The in-memory (NumPy) fit: one chunked pass for the statistics, then the loop."""
-        loss_name, loss_fn = resolve_loss(self.loss, self.epsilon)
-        setup = fitting.make_setup(self, X.shape[1], y.shape[1], scaling)
-        generator = self._generator()
-        make_validation = make_rows = None
-        if self.early_stopping:
-            (X, y, sample_weight), held_out = fitting.validation_split(
-                X, y, sample_weight, self.validation_fraction, generator
-            )
-            training = (X, y, sample_weight)
-
-            def make_validation(whitening):
-                return fitting.validation_scorer(held_out, training, setup, whitening)
-
-        if not fitting.stats_mode(self, loss_name, X.shape[0]):
-
-            def make_rows(whitening, penalty):
-                return fitting.row_objective(
-                    self, loss_fn, X, y, sample_weight, setup, whitening, penalty
+                self._check_continuation(spec, "warm_start=True")
+            source = self._source(spec, X, y, sample_weight, reset=not warm)
+            self._check_outputs(source.n_outputs, reset=not warm)
+            with self._threads(spec, source):
+                outcome = fitting.fit(
+                    spec, source, (self._stream, self._fitted.theta) if warm else None
                 )
-
-        # Large problems take the faster Gram route when it is accurate; small ones need no
-        # speed-up and keep every digit of the QR route.
-        n_design = setup["powers"].shape[0] + int(self.fit_intercept)
-        large = X.shape[0] * n_design > SMALL_PROBLEM
-        qr = accumulate(X, y, sample_weight, setup, gram_first=large)
-        self._solve(
-            qr.R, float(sample_weight.sum()), setup, make_rows=make_rows,
-            make_validation=make_validation, n_rows=X.shape[0], generator=generator,
-        )
-
-    def _solve(self, R_aug, weight_sum, setup, *, make_rows=None, warn=True, warm=None,
-               **loop):
-        """Run :func:`autopoly._fitting.solve` and publish its result.
-
-        ``loop`` holds the further arguments of the loop (validation, rows, generator, ...).
-        """
-        warm = self.warm_start if warm is None else warm
-        previous = self._theta if warm and hasattr(self, "_theta") else None
-        result, theta, optimizer = fitting.solve(
-            self, R_aug, weight_sum, setup, make_rows=make_rows, previous_theta=previous, **loop
-        )
-        self._store(result, theta, setup, validated=loop.get("make_validation") is not None)
-        self._partial = {
-            "R": R_aug.detach().cpu().numpy(),
-            "weight_sum": weight_sum,
-            "scaling": {k: setup[k] for k in ("x_offset", "x_scale", "y_offset", "y_scale")},
-            # Only a row-wise partial_fit resumes the optimizer; the quadratic restarts it.
-            "optimizer_state": None if make_rows is None else state_to_numpy(optimizer.state_dict()),
-        }
-        if warn and result.stalled_gradient is not None:
-            warnings.warn(
-                f"TorchPolyRegressor stopped after {result.n_iter} iterations without "
-                f"converging: the loss stopped improving while its largest gradient was still "
-                f"{result.stalled_gradient:.2g} (tol={self.tol:g}), so "
-                f"optimizer={type(optimizer).__name__} with lr={self.lr:g} oscillates across "
-                f"the optimum or is stuck. Use a smaller lr (e.g. lr={self.lr / 2:g})"
-                + ("." if is_lbfgs(type(optimizer)) else " or the default optimizer='lbfgs'."),
-                ConvergenceWarning,
-            )
-        elif warn and not result.converged:
-            warnings.warn(
-                f"TorchPolyRegressor stopped at max_iter={self.max_iter} before converging "
-                f"(tol={self.tol:g}, optimizer={type(optimizer).__name__}, lr={self.lr:g}). "
-                + ("Increase max_iter." if is_lbfgs(type(optimizer))
-                   else "Increase max_iter, tune lr, or use the default optimizer='lbfgs'."),
-                ConvergenceWarning,
-            )
+            fitting.warn_unconverged(spec, outcome, stacklevel=4)
+            self._publish(spec, outcome)
+        return self
 
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y, sample_weight=None):
@@ -429,11 +372,11 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or torch.Tensor of shape (n_samples, n_features)
             A batch of inputs.
-        y : array-like of shape (n_samples,) or (n_samples, n_targets)
+        y : array-like or torch.Tensor of shape (n_samples,) or (n_samples, n_targets)
             Its targets.
-        sample_weight : array-like of shape (n_samples,), default=None
+        sample_weight : array-like or torch.Tensor of shape (n_samples,), default=None
             Non-negative weights of the batch's rows.
 
         Returns
@@ -442,119 +385,84 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
             The updated estimator.
         """
         with restore_on_error(self):
-            self._check_params()
-            first = not hasattr(self, "_partial")
+            spec = resolve_spec(self)
+            first = not hasattr(self, "_stream")
             if not first:
-                self._check_continuation("partial_fit")
-            X, y, sample_weight = fit_data(self, X, y, sample_weight, reset=first)
-            y2 = self._check_outputs(y, reset=first, how="partial_fit")
-            with self._threads(X.shape):
-                self._partial_fit_arrays(X, y2, sample_weight, first)
+                self._check_continuation(spec, "partial_fit")
+            if _dask.is_dask_collection(X):
+                raise TypeError(
+                    "partial_fit takes in-memory batches (NumPy, pandas or torch); for a dask "
+                    "collection call fit, which streams its blocks."
+                )
+            source = self._source(spec, X, y, sample_weight, reset=first)
+            self._check_outputs(source.n_outputs, reset=first, how="partial_fit")
+            with self._threads(spec, source):
+                outcome = fitting.partial_fit(
+                    spec, source, None if first else self._stream,
+                    None if first else self._fitted.theta,
+                )
+            if spec.stats_mode():
+                fitting.warn_unconverged(spec, outcome, stacklevel=4)
+            self._publish(spec, outcome)
         return self
-
-    def _partial_fit_arrays(self, X, y2, sample_weight, first):
-        """partial_fit on validated arrays (see :meth:`partial_fit` for the two behaviours)."""
-        state = None if first else self._partial
-        if first:
-            state = {
-                "R": None, "weight_sum": 0.0,
-                "scaling": fitting.scaling(self, X, y2, sample_weight),
-            }
-        loss_name, loss_fn = resolve_loss(self.loss, self.epsilon)
-        setup = fitting.make_setup(self, X.shape[1], y2.shape[1], state["scaling"])
-        stats = fitting.stats_mode(self, loss_name)
-        # Row-wise calls after the first do not add their rows to R: exact statistics of the
-        # whole stream can no longer be had.
-        complete = state.get("complete", True)
-        if stats and not complete:
-            raise ValueError(
-                "partial_fit with the squared error on full batches updates exact statistics of "
-                "every row seen, but earlier calls in this stream took optimizer epochs (another "
-                "loss, or batch_size) without recording their rows. Keep the stream's loss and "
-                "batch_size, or start a new stream on a fresh estimator (sklearn.base.clone)."
-            )
-        qr = ChunkedQR()
-        if state["R"] is not None:
-            qr.R = torch.as_tensor(state["R"], dtype=setup["dtype"], device=setup["device"])
-        weight_sum = state["weight_sum"]
-        # Row-wise losses fix the whitening with the first batch's statistics.
-        if stats or first:
-            qr = accumulate(X, y2, sample_weight, setup, qr)
-            weight_sum += float(sample_weight.sum())
-        if stats:
-            self._solve(qr.R, weight_sum, setup, warm=True)
-            return
-
-        # This batch's rows are not in R: check their terms against the fixed scaling here.
-        fitting.check_terms_range(self, X, setup)
-
-        def make_rows(whitening, penalty):
-            return fitting.row_objective(
-                self, loss_fn, X, y2, sample_weight, setup, whitening, penalty
-            )
-
-        self._solve(
-            qr.R, weight_sum, setup, make_rows=make_rows, n_rows=X.shape[0],
-            generator=self._generator(), max_iter=1, warn=False, warm=True, keep_best=False,
-            optimizer_state=None if first else state.get("optimizer_state"),
-        )
-        self._partial["complete"] = complete and first
-
-    def _store(self, result, theta, setup, validated=False):
-        """Publish the fitted state as CPU NumPy arrays (only after the fit succeeded)."""
-        with np.errstate(over="ignore", invalid="ignore"):
-            raw = setup["basis_change"] @ theta
-        if not np.isfinite(raw).all():
-            raise fitting.raw_basis_overflow(setup, self._degree_range()[1])
-        single = self._y_ndim == 1
-        if self.fit_intercept:
-            intercept, coef = raw[0], raw[1:]
-        else:
-            intercept, coef = np.zeros(raw.shape[1]), raw
-        self.coef_ = coef[:, 0].copy() if single else coef.T.copy()
-        self.intercept_ = float(intercept[0]) if single else intercept.copy()
-        self.powers_ = setup["powers"]
-        self.n_iter_ = result.n_iter
-        self.loss_curve_ = result.loss_curve
-        self.best_loss_ = result.best_loss
-        self.validation_scores_ = result.validation_scores if validated else None
-        self.best_validation_score_ = result.best_validation_score if validated else None
-        self.device_ = str(setup["device"])
-        self._terms = (*self._degree_range(), self.interaction_only, self.fit_intercept)
-        self._conditioned = self.conditioning
-        self._theta = theta
-        self._x_offset, self._x_scale = setup["x_offset"], setup["x_scale"]
-        self._y_offset, self._y_scale = setup["y_offset"], setup["y_scale"]
-        self._autopoly_version = __version__
 
     def predict(self, X):
         """Predict with the fitted polynomial.
 
-        Computes on the fitted device when it exists on this machine, else on the CPU.
+        NumPy (and other array-like) inputs are computed on the fitted device when it exists on
+        this machine, else on the CPU. A torch tensor is computed on its own device: with
+        ``sklearn.config_context(array_api_dispatch=True)`` the predictions are a tensor there,
+        otherwise a NumPy array (as every scikit-learn estimator returns).
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like, torch.Tensor or dask collection of shape (n_samples, n_features)
             Inputs.
 
         Returns
         -------
-        y_pred : ndarray of shape (n_samples,) or (n_samples, n_targets)
+        y_pred : ndarray or torch.Tensor of shape (n_samples,) or (n_samples, n_targets)
             Predictions, float64 (computed in float32 on MPS, which lacks float64).
         """
         check_is_fitted(self)
         if _dask.is_dask_collection(X):
             return _dask.predict(self, X)
         X = predict_data(self, X)
-        with task_threads(in_pool_thread() or X.size * self._theta.shape[0] <= SMALL_PROBLEM):
-            return self._predict_arrays(X)
+        size = X.shape[0] * X.shape[1] * self._fitted.theta.shape[0]
+        with task_threads(in_pool_thread() or size <= SMALL_PROBLEM):
+            # The fitted terms, not the current parameters: a failed refit may have changed those.
+            out = fitting.predict(self._fitted, X)
+        if isinstance(out, torch.Tensor) and not get_config()["array_api_dispatch"]:
+            return out.cpu().numpy()
+        return out
 
-    def _predict_arrays(self, X):
-        # The fitted terms, not the current parameters: a failed refit may have changed those.
-        out = fitting.predict(
-            X, self._theta, self._terms, self._x_offset, self._x_scale, self.device_
-        )
-        return out[:, 0] if self._y_ndim == 1 else out
+    def score(self, X, y, sample_weight=None):
+        """R^2 of the predictions, as :meth:`sklearn.base.RegressorMixin.score` computes it.
+
+        For torch tensors the score is computed on their device (only the number comes back).
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor of shape (n_samples, n_features)
+            Inputs.
+        y : array-like or torch.Tensor of shape (n_samples,) or (n_samples, n_targets)
+            True targets.
+        sample_weight : array-like or torch.Tensor of shape (n_samples,), default=None
+            Weights of the rows.
+
+        Returns
+        -------
+        score : float
+            The (uniformly averaged over outputs) coefficient of determination.
+        """
+        if not any(isinstance(a, torch.Tensor) for a in (X, y, sample_weight)):
+            return super().score(X, y, sample_weight)
+        check_is_fitted(self)
+        X = predict_data(self, X) if isinstance(X, torch.Tensor) else X
+        device = X.device if isinstance(X, torch.Tensor) else torch.device("cpu")
+        pred = fitting.predict(self._fitted, X, device=device)
+        pred = torch.as_tensor(pred, dtype=torch.float64, device=device)
+        return r2_score_tensor(y, pred, sample_weight)
 
     def to_torch(self, device=None, dtype=None, trainable=False):
         """The fitted polynomial as a ``torch.nn.Module`` that computes what ``predict`` computes.
@@ -576,17 +484,7 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         check_is_fitted(self)
         from ._module import polynomial_module
 
-        return polynomial_module(
-            self._fitted_polynomial(), device=device, dtype=dtype, trainable=trainable
-        )
-
-    def _fitted_polynomial(self):
-        from ._state import FittedPolynomial, Terms
-
-        return FittedPolynomial(
-            terms=Terms(*self._terms), theta=self._theta, x_offset=self._x_offset,
-            x_scale=self._x_scale, single_output=self._y_ndim == 1, device=self.device_,
-        )
+        return polynomial_module(self._fitted, device=device, dtype=dtype, trainable=trainable)
 
     def get_feature_names_out(self, input_features=None):
         """Get the names of the terms, as :class:`~sklearn.preprocessing.PolynomialFeatures` writes them.
@@ -605,13 +503,27 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         names = _check_feature_names_in(self, input_features)
         return term_names(self.powers_, names)
 
+    def __getstate__(self):
+        state = dict(super().__getstate__())  # a copy: the estimator's own dict stays as it is
+        # Plain dicts of NumPy arrays: skops loads them without trusting more types.
+        for key in ("_fitted", "_stream"):
+            if key in state:
+                state[key] = to_plain(state[key])
+        return state
+
     def __setstate__(self, state):
         check_state_version(state)
+        state = dict(state)
+        if "_fitted" in state:
+            state["_fitted"] = fitted_from_plain(state["_fitted"])
+        if "_stream" in state:
+            state["_stream"] = stream_from_plain(state["_stream"])
         super().__setstate__(state)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         tags.target_tags.single_output = True
+        tags.array_api_support = True
         return tags
 

@@ -4,7 +4,7 @@ Every value here is a frozen dataclass of plain NumPy arrays and Python scalars:
 without device tricks, and a function that receives one cannot change what another sees.
 """
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Optional
 
 import numpy as np
@@ -96,3 +96,17 @@ class StreamState:
     scaling: Scaling
     optimizer_state: Optional[Any] = None
     complete: bool = True
+    conditioned: bool = True  # fitted with conditioning=True (a continuation must keep it)
+
+
+def to_plain(state):
+    """A dataclass as nested dicts of NumPy arrays and Python scalars (for pickle and skops)."""
+    return asdict(state)
+
+
+def fitted_from_plain(d):
+    return FittedPolynomial(**{**d, "terms": Terms(**d["terms"])})
+
+
+def stream_from_plain(d):
+    return StreamState(**{**d, "scaling": Scaling(**d["scaling"])})

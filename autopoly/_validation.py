@@ -8,7 +8,10 @@ does not recognize pass through unchanged.
 import re
 
 import numpy as np
-from sklearn.utils.validation import _check_sample_weight, validate_data
+import torch
+from sklearn.utils.validation import (
+    _check_feature_names, _check_n_features, _check_sample_weight, validate_data,
+)
 
 _FLOATS = [np.float64, np.float32]
 _NUMERIC_FIX = (
@@ -29,7 +32,15 @@ _LENGTH_MISMATCHES = [
 
 
 def fit_data(estimator, X, y, sample_weight, reset):
-    """Validated ``(X, y, sample_weight)`` for fit and partial_fit, or a clear ValueError."""
+    """Validated ``(X, y, sample_weight)`` for fit and partial_fit, or a clear ValueError.
+
+    A torch tensor X gives tensors on its device (y and sample_weight follow it there); any
+    other X gives NumPy arrays (tensors passed as y or sample_weight come to the host).
+    """
+    if isinstance(X, torch.Tensor):
+        return tensor_fit_data(estimator, X, y, sample_weight, reset)
+    y = _host(y)
+    sample_weight = _host(sample_weight)
     y_kind = getattr(np.asarray(y) if not hasattr(y, "dtype") else y, "dtype", None)
     if y_kind is not None and y_kind.kind in "USa":
         raise ValueError(
@@ -52,7 +63,12 @@ def fit_data(estimator, X, y, sample_weight, reset):
 
 
 def predict_data(estimator, X):
-    """Validated X for predict, or a clear ValueError."""
+    """Validated X for predict, or a clear ValueError (a tensor stays on its device)."""
+    if isinstance(X, torch.Tensor):
+        X = check_tensor(X, "X", two_d=True)
+        _check_n_features(estimator, X, reset=False)
+        _check_feature_names(estimator, X, reset=False)
+        return X
     try:
         return validate_data(estimator, X, reset=False, dtype=_FLOATS)
     except ValueError as exc:
@@ -119,6 +135,11 @@ def explain(exc, X=None, y=None, sample_weight=None):
 
 
 def _first_bad(data, kind):
+    if isinstance(data, _Located):
+        first = data.index
+        if data.ndim == 2:
+            return f" (first at row {first[0]}, column {first[1]})"
+        return f" (first at {'row' if data.ndim == 1 else 'index'} {first[0]})"
     try:
         values = np.asarray(data, dtype=float)
     except (TypeError, ValueError):
@@ -152,3 +173,123 @@ def _is_numeric(data):
     except (TypeError, ValueError):
         return False
     return True
+
+
+# --------------------------------------------------------------------------- tensors
+
+_TENSOR_FLOATS = (torch.float32, torch.float64)
+
+
+def _host(value):
+    """A tensor as a NumPy array (for y or sample_weight next to a NumPy X), else as is."""
+    if isinstance(value, torch.Tensor):
+        return check_tensor(value, "y", two_d=None, finite=False).cpu().numpy()
+    return value
+
+
+def check_tensor(t, name, two_d, finite=True, keep_float=True):
+    """A validated tensor on its own device: dense, real, detached, float, finite.
+
+    ``requires_grad`` tensors are detached without a warning: a fit reads values, it does
+    not differentiate through them. Integer, bool and half-precision tensors become float64
+    (as NumPy arrays of those dtypes do); float32 and float64 are kept (``keep_float``).
+    ``two_d`` True requires 2-D, False 1-D or 2-D, None any.
+    """
+    if t.layout != torch.strided:
+        raise ValueError(
+            f"{name} is a sparse torch tensor (layout {t.layout}); TorchPolyRegressor needs "
+            f"dense rows: pass {name}.to_dense()."
+        )
+    if t.is_complex():
+        what = "features" if name == "X" else "targets"
+        both = "use both parts as features" if name == "X" else "fit both parts as two outputs"
+        raise ValueError(
+            f"Complex data not supported: {name} has complex values. TorchPolyRegressor fits "
+            f"real {what}: pass {name}.real, or torch.column_stack([{name}.real, "
+            f"{name}.imag]) to {both}."
+        )
+    t = t.detach()
+    if not (keep_float and t.dtype in _TENSOR_FLOATS):
+        t = t.to(torch.float64)
+    if two_d is True and t.ndim != 2:
+        raise ValueError(
+            f"Expected a 2D tensor for {name}, got a {t.ndim}D tensor of shape "
+            f"{tuple(t.shape)}. Reshape it with {name}.reshape(-1, 1) if it has a single "
+            f"feature, or {name}.reshape(1, -1) if it is a single sample."
+        )
+    if two_d is False and t.ndim not in (1, 2):
+        raise ValueError(f"{name} must be 1D or 2D; got a tensor of shape {tuple(t.shape)}.")
+    if name == "X" and t.shape[0] < 1:
+        raise ValueError(
+            f"Found array with 0 sample(s) (shape={tuple(t.shape)}) while a minimum of 1 is "
+            "required by TorchPolyRegressor."
+        )
+    if name == "X" and t.shape[1] < 1:
+        raise ValueError(
+            f"Found array with 0 feature(s) (shape={tuple(t.shape)}) while a minimum of 1 is "
+            "required by TorchPolyRegressor."
+        )
+    if finite and not bool(torch.isfinite(t).all()):
+        kind = "NaN" if bool(torch.isnan(t).any()) else "infinity"
+        bad = torch.isnan(t) if kind == "NaN" else torch.isinf(t)
+        # Only the position of the first bad value comes to the host.
+        first = tuple(int(i) for i in torch.nonzero(bad)[0].cpu())
+        raise explain(ValueError(f"Input {name} contains {kind}."),
+                      **{name: _Located(first, t.ndim)})
+    return t
+
+
+class _Located:
+    """Stands in for data in :func:`explain`: only where the first bad value is."""
+
+    def __init__(self, index, ndim):
+        self.index, self.ndim = index, ndim
+
+
+def tensor_fit_data(estimator, X, y, sample_weight, reset):
+    """:func:`fit_data` for a tensor X: everything validated and kept on X's device."""
+    X = check_tensor(X, "X", two_d=True)
+    _check_n_features(estimator, X, reset=reset)
+    _check_feature_names(estimator, X, reset=reset)
+    if y is None:
+        raise ValueError("TorchPolyRegressor requires y to be passed, but the target y is None.")
+    if not isinstance(y, torch.Tensor):
+        y = np.asarray(y)
+        if y.dtype.kind in "USaO":
+            raise ValueError(
+                f"y has non-numeric values (dtype {y.dtype}). TorchPolyRegressor is a regressor "
+                "and needs numeric targets: use a classifier for class labels, or encode them as "
+                "numbers."
+            )
+        y = torch.as_tensor(y)
+    y = check_tensor(y.to(X.device), "y", two_d=False)
+    if y.shape[0] != X.shape[0]:
+        raise explain(ValueError(
+            f"Found input variables with inconsistent numbers of samples: [{X.shape[0]}, "
+            f"{y.shape[0]}]"
+        ))
+    if sample_weight is None:
+        w = torch.ones(X.shape[0], dtype=torch.float64, device=X.device)
+    elif np.ndim(sample_weight) == 0 and not isinstance(sample_weight, torch.Tensor):
+        w = torch.full((X.shape[0],), float(sample_weight), dtype=torch.float64, device=X.device)
+    else:
+        w = torch.as_tensor(
+            sample_weight if isinstance(sample_weight, torch.Tensor) else np.asarray(sample_weight)
+        )
+        if w.ndim == 0:
+            w = w.reshape(1).expand(X.shape[0])
+        w = check_tensor(w.to(X.device), "sample_weight", two_d=None, keep_float=False)
+        if w.ndim != 1 or w.shape[0] != X.shape[0]:
+            raise explain(ValueError(
+                f"sample_weight.shape == ({w.shape[0] if w.ndim else 1},), expected "
+                f"({X.shape[0]},)!"
+            ))
+    if bool((w < 0).any()):
+        first = int(torch.nonzero(w < 0)[0, 0])
+        raise ValueError(
+            f"sample_weight has negative values (first at index {first}: {float(w[first])}). "
+            "Weights must be non-negative: use 0 to ignore a sample."
+        )
+    if not bool(w.sum() > 0):
+        raise ValueError("Sample weights must contain at least one non-zero number.")
+    return X, y, w

@@ -176,10 +176,10 @@ def test_warm_start_keeps_scaling_and_checks_features():
     X, y = _lazy_problem(5, n=4_000, chunk=1_000)
     with dask.config.set(scheduler="sync"):
         model = TorchPolyRegressor(degree=2, warm_start=True).fit(X, y)
-        scaling = model._partial["scaling"]
+        scaling = vars(model._stream.scaling)
         model.fit(X[:2_000], y[:2_000])  # a narrower range, which would change a fresh scaling
         for key, value in scaling.items():
-            assert_allclose(model._partial["scaling"][key], value, rtol=0)
+            assert_allclose(getattr(model._stream.scaling, key), value, rtol=0)
         with pytest.raises(ValueError, match="X has 2 features, but .* is expecting 3"):
             model.fit(X[:, :2], y)
 

@@ -387,7 +387,7 @@ def test_conditioning_off_reproduces_the_raw_tutorial_recipe():
 
 def test_large_fit_takes_the_gram_route_and_matches_least_squares(monkeypatch):
     import autopoly._data_pass as data_pass
-    import autopoly._regressor as reg
+    import autopoly._fitting as fitting
 
     calls = []
     original = data_pass.gram_factor
@@ -396,7 +396,7 @@ def test_large_fit_takes_the_gram_route_and_matches_least_squares(monkeypatch):
     X = rng.standard_normal((3000, 4))
     P = PolynomialFeatures(3).fit_transform(X)
     y = P @ rng.standard_normal(P.shape[1]) + rng.standard_normal(len(X))
-    monkeypatch.setattr(reg, "SMALL_PROBLEM", 0)
+    monkeypatch.setattr(fitting, "GRAM_ROUTE_ENTRIES", 0)
     model = TorchPolyRegressor(degree=3).fit(X, y)
     assert calls
     coef, *_ = np.linalg.lstsq(P, y, rcond=None)
@@ -404,9 +404,9 @@ def test_large_fit_takes_the_gram_route_and_matches_least_squares(monkeypatch):
 
 
 def test_ill_conditioned_large_fit_falls_back_to_qr(monkeypatch):
-    import autopoly._regressor as reg
+    import autopoly._fitting as fitting
 
-    monkeypatch.setattr(reg, "SMALL_PROBLEM", 0)
+    monkeypatch.setattr(fitting, "GRAM_ROUTE_ENTRIES", 0)
     x = np.linspace(-9.0, -3.0, 40)
     rng = np.random.default_rng(16)
     y = np.polynomial.polynomial.polyval(x, rng.standard_normal(11))

@@ -282,7 +282,7 @@ def test_lbfgs_on_mini_batches_warns(rng):
 
 
 def test_memory_mapped_input_is_not_copied_for_the_scaling(rng, tmp_path, monkeypatch):
-    import autopoly._fitting as fitting
+    import autopoly._sources as sources
 
     X = np.lib.format.open_memmap(tmp_path / "X.npy", mode="w+", shape=(500, 2))
     X[:] = rng.standard_normal((500, 2))
@@ -290,10 +290,8 @@ def test_memory_mapped_input_is_not_copied_for_the_scaling(rng, tmp_path, monkey
     X = np.load(tmp_path / "X.npy", mmap_mode="r")
     y = np.asarray(X[:, 0] ** 2)
     seen = []
-    original = fitting.input_scaling
-    monkeypatch.setattr(
-        fitting, "input_scaling", lambda data, centre: seen.append(data) or original(data, centre)
-    )
+    original = sources.column_range
+    monkeypatch.setattr(sources, "column_range", lambda data: seen.append(data) or original(data))
     TorchPolyRegressor().fit(X, y)
     assert np.shares_memory(seen[0], X)  # a view of the file's pages, not a copy
 

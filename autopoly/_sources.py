@@ -1,0 +1,209 @@
+"""Where the rows of a fit come from: the protocol one fit consumes, and its in-memory source.
+
+A *source* is what :func:`autopoly._fitting.fit` and :func:`autopoly._fitting.partial_fit`
+read the rows through. It has a shape (``n_rows``, ``n_features``, ``n_outputs``, ``y_ndim``),
+the ``device`` its rows live on (None for host memory or a cluster), and five operations:
+
+* ``scaling(spec)`` -> :class:`~autopoly._state.Scaling`, from one pass (min/max of X over rows
+  of positive weight, weighted moments of y);
+* ``factor(setup, qr=None, gram_first=False)`` -> ``(R, weight_sum)``: the triangular factor of
+  ``sqrt(w) * [D, t]`` over the rows (added to ``qr``'s when given), on the compute device;
+* ``objective(spec, setup, whitening, penalty)`` -> a row-wise objective (other losses,
+  mini-batches);
+* ``check_terms_range(spec, setup)``: refuse rows whose terms overflow under a scaling fixed by
+  earlier data (a stream);
+* ``split(fraction, generator)`` -> ``(training, held_out)`` sources, for early stopping.
+
+:class:`ArraySource` serves NumPy arrays and torch tensors alike: its rows are handed out as
+tensors on the compute device, chunk by chunk, so a tensor that already lives there is never
+copied to the host. The Dask source lives in :mod:`autopoly._dask`.
+"""
+
+import numpy as np
+import torch
+
+from ._conditioning import input_scaling, target_scaling
+from ._data_pass import accumulate, chunk_slices
+from ._objective import RowObjective
+from ._state import Scaling
+
+# The whitened design is kept on the device for non-quadratic losses up to this size.
+CACHE_BYTES = 1 * 2**30
+
+
+def to_tensor(array, dtype, device):
+    """``array`` (NumPy or torch) as a tensor on ``device`` in ``dtype``.
+
+    A tensor already there is returned as it is (callers never write into it); a NumPy array
+    is copied (inputs may be read-only memory maps, which torch refuses to wrap, or views with
+    negative strides, which it refuses too).
+    """
+    if isinstance(array, torch.Tensor):
+        return array.to(device=device, dtype=dtype)
+    return torch.tensor(np.ascontiguousarray(array), dtype=dtype, device=device)
+
+
+def column_range(X):
+    """Per-column ``(min, max)`` of X as float64 NumPy vectors (+inf/-inf without rows)."""
+    if X.shape[0] == 0:
+        return np.full(X.shape[1], np.inf), np.full(X.shape[1], -np.inf)
+    if isinstance(X, torch.Tensor):
+        lo, hi = torch.aminmax(X, dim=0)
+        return lo.to(torch.float64).cpu().numpy(), hi.to(torch.float64).cpu().numpy()
+    return np.min(X, axis=0).astype(np.float64), np.max(X, axis=0).astype(np.float64)
+
+
+class ArraySource:
+    """Rows held in memory, as NumPy arrays or as torch tensors on one device.
+
+    Parameters
+    ----------
+    X : ndarray or torch.Tensor of shape (n_rows, n_features)
+        Validated inputs (float32 or float64).
+    y : ndarray or torch.Tensor of shape (n_rows, n_outputs)
+        Validated targets, 2-D.
+    w : ndarray or torch.Tensor of shape (n_rows,)
+        Non-negative sample weights.
+    y_ndim : int
+        Whether the user's y was 1-D or 2-D (predictions take that shape).
+    """
+
+    def __init__(self, X, y, w, y_ndim):
+        self.X, self.y, self.w = X, y, w
+        self.y_ndim = y_ndim
+        self.n_rows, self.n_features = X.shape
+        self.n_outputs = y.shape[1]
+        self.device = X.device if isinstance(X, torch.Tensor) else None
+        self.unit_weights = bool((w == 1).all())
+
+    def take(self, rows, dtype, device):
+        """``(X, y, w)`` of ``rows`` (a slice, or an index tensor) on ``device`` in ``dtype``."""
+        if isinstance(rows, torch.Tensor):
+            rows = rows.cpu().numpy() if self.device is None else rows.to(self.device)
+        return tuple(to_tensor(a[rows], dtype, device) for a in (self.X, self.y, self.w))
+
+    def weight_sum(self):
+        return float(self.w.sum())
+
+    # -------------------------------------------------------------------- the protocol
+
+    def scaling(self, spec):
+        """Input and target offsets/scales (see ``_conditioning``), float64 NumPy."""
+        if not spec.conditioning:
+            return Scaling.identity(self.n_features, self.n_outputs)
+        # Zero-weight rows must not change the basis: they are as good as absent. (Indexing
+        # only when there are some: it would copy X, a memory map included.)
+        positive = self.w > 0
+        X = self.X if bool(positive.all()) else self.X[positive]
+        x_offset, x_scale = input_scaling(*column_range(X), spec.centres_inputs)
+        y = to_tensor(self.y, torch.float64, self.device)
+        w = to_tensor(self.w, torch.float64, self.device)
+        y_offset, y_scale = target_scaling(y, w, spec.terms.fit_intercept)
+        return Scaling(x_offset, x_scale, y_offset, y_scale)
+
+    def factor(self, setup, qr=None, gram_first=False):
+        qr = accumulate(self, setup, qr, gram_first=gram_first)
+        return qr.R, self.weight_sum()
+
+    def objective(self, spec, setup, whitening, penalty):
+        """A loss evaluated on rows: the whitened design cached on the device when it fits."""
+        device, dtype = setup.device, setup.dtype
+        n, rank = self.n_rows, whitening.rank
+        M = whitening.M
+        itemsize = setup.design.itemsize
+        chunks = None
+        if n * max(rank, 1) * itemsize <= CACHE_BYTES:
+            B = torch.cat([
+                setup.design(self.take(c, dtype, device)[0]) @ M
+                for c in chunk_slices(n, M.shape[0], itemsize)
+            ])
+
+            def whitened_rows(rows):
+                return B if rows is None else B[rows]
+
+        else:
+
+            def whitened_rows(rows):
+                index = rows if rows is not None else slice(None)
+                return setup.design(self.take(index, dtype, device)[0]) @ M
+
+            chunks = [
+                torch.arange(c.start, c.stop, device=device)
+                for c in chunk_slices(n, M.shape[0], itemsize)
+            ]
+        _, y, w = self.take(slice(None), dtype, device)
+        return RowObjective(
+            spec.loss_fn, whitened_rows, y, w, setup.y_offset, setup.y_scale, penalty,
+            (rank, self.n_outputs), chunks,
+            builtin=spec.loss_name != "callable", squared=spec.loss_name == "squared_error",
+        )
+
+    def check_terms_range(self, spec, setup):
+        """Refuse rows whose terms overflow under a scaling fixed by earlier data (a stream)."""
+        from ._setup import terms_overflow
+
+        X = to_tensor(self.X, torch.float64, self.device)
+        offset = torch.as_tensor(setup.scaling.x_offset, device=X.device)
+        scale = torch.as_tensor(setup.scaling.x_scale, device=X.device)
+        z = ((X - offset) / scale).abs()
+        max_degree = spec.terms.max_degree
+        if z.numel() == 0:
+            return
+        if spec.terms.interaction_only:
+            # The largest term multiplies the largest |z| of distinct features.
+            k = min(max_degree, z.shape[1])
+            top = float(torch.sort(z, dim=1, descending=True).values[:, :k].prod(1).max())
+        else:
+            top = float(z.max() ** max_degree)
+        if not top < torch.finfo(setup.dtype).max:
+            raise terms_overflow(spec, setup)
+
+    def split(self, fraction, generator):
+        """Draw the held-out rows of early stopping: ``(training, held_out)`` sources."""
+        # An R^2 needs two rows at least.
+        n_val = max(2, int(round(fraction * self.n_rows)))
+        if self.n_rows - n_val < 1:
+            raise ValueError(
+                f"early_stopping=True holds out validation_fraction={fraction:g} of the rows, "
+                f"and at least 2 to score them, plus 1 row to train on; got {self.n_rows} "
+                f"sample{'s' if self.n_rows != 1 else ''}. Pass more rows or set "
+                "early_stopping=False."
+            )
+        perm = torch.randperm(self.n_rows, generator=generator).numpy()
+        val, tr = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+        return self._subset(tr), self._subset(val)
+
+    def _subset(self, index):
+        if self.device is not None:
+            index = torch.as_tensor(index, device=self.device)
+        return ArraySource(self.X[index], self.y[index], self.w[index], self.y_ndim)
+
+
+def _weighted_variance(y, w):
+    w = w / w.sum()
+    return w @ (y - w @ y) ** 2
+
+
+def validation_scorer(held_out, training, setup, whitening):
+    """The weighted R^2 (mean over outputs) of parameters ``V`` on the held-out rows.
+
+    ``held_out`` and ``training`` are sources. Where the held-out target is constant its
+    variance is 0 and R^2 undefined; the training target's variance (or 1) takes its place,
+    so that the score still ranks parameters by their held-out error.
+    """
+    X, y_t, w_t = held_out.take(slice(None), setup.dtype, setup.device)
+    B = setup.design(X) @ whitening.M
+    w_t = w_t / w_t.sum()
+    tiny = torch.finfo(setup.dtype).tiny
+    var = _weighted_variance(y_t, w_t)
+    _, y_train, w_train = training.take(slice(None), setup.dtype, setup.device)
+    train_var = _weighted_variance(y_train, w_train)
+    fallback = torch.where(train_var > tiny, train_var, torch.ones_like(train_var))
+    var = torch.where(var > tiny, var, fallback)
+
+    def score(V):
+        with torch.no_grad():
+            pred = setup.y_offset + setup.y_scale * (B @ V)
+            return float((1 - (w_t @ (y_t - pred) ** 2) / var).mean())
+
+    return score
