@@ -24,6 +24,16 @@ from ._version import __version__
 
 # Problems with fewer design entries than this run on one torch thread.
 SMALL_PROBLEM = 2**21
+# Fitted attributes that are arrays (the ones array-API dispatch puts on the input's device).
+_ARRAY_ATTRIBUTES = ("coef_", "intercept_", "powers_")
+
+
+def _on_device(array, device):
+    """A NumPy attribute as a tensor on ``device`` (float32 where the device lacks float64)."""
+    tensor = torch.as_tensor(array)
+    if device.type == "mps" and tensor.dtype == torch.float64:
+        tensor = tensor.to(torch.float32)
+    return tensor.to(device)
 
 
 class TorchPolyRegressor(RegressorMixin, BaseEstimator):
@@ -297,8 +307,14 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         y2 = y.reshape(-1, 1) if y.ndim == 1 else y
         return ArraySource(X, y2, sample_weight, y.ndim)
 
-    def _publish(self, spec, outcome):
-        """Publish the fitted state as CPU NumPy arrays (only after the fit succeeded)."""
+    def _publish(self, spec, outcome, source_device=None):
+        """Publish the fitted state (only after the fit succeeded).
+
+        Attributes are NumPy arrays on the CPU, except after a fit on torch tensors with
+        array-API dispatch on, where the array attributes follow the input's device as
+        scikit-learn's array-API estimators do; the private state (and so a pickle) is NumPy
+        either way.
+        """
         raw, fitted = outcome.raw, outcome.fitted
         if spec.terms.fit_intercept:
             intercept, coef = raw[0], raw[1:]
@@ -320,6 +336,12 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         self._fitted = fitted
         self._stream = outcome.stream
         self._autopoly_version = __version__
+        if source_device is not None and get_config()["array_api_dispatch"]:
+            # sklearn's array-API convention: attributes in the input's namespace and device.
+            for key in _ARRAY_ATTRIBUTES:
+                value = getattr(self, key)
+                if isinstance(value, np.ndarray):
+                    setattr(self, key, _on_device(value, source_device))
 
     # ------------------------------------------------------------------------- public API
 
@@ -353,7 +375,7 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
                     spec, source, (self._stream, self._fitted.theta) if warm else None
                 )
             fitting.warn_unconverged(spec, outcome, stacklevel=4)
-            self._publish(spec, outcome)
+            self._publish(spec, outcome, source.device)
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -403,7 +425,7 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
                 )
             if spec.stats_mode():
                 fitting.warn_unconverged(spec, outcome, stacklevel=4)
-            self._publish(spec, outcome)
+            self._publish(spec, outcome, source.device)
         return self
 
     def predict(self, X):
@@ -501,7 +523,7 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         """
         check_is_fitted(self)
         names = _check_feature_names_in(self, input_features)
-        return term_names(self.powers_, names)
+        return term_names(self._fitted.terms.powers(self.n_features_in_), names)
 
     def __getstate__(self):
         state = dict(super().__getstate__())  # a copy: the estimator's own dict stays as it is
@@ -509,6 +531,11 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         for key in ("_fitted", "_stream"):
             if key in state:
                 state[key] = to_plain(state[key])
+        # Attributes that follow a device under array-API dispatch are saved as NumPy, so
+        # that the model loads on any machine.
+        for key in _ARRAY_ATTRIBUTES:
+            if isinstance(state.get(key), torch.Tensor):
+                state[key] = state[key].cpu().numpy()
         return state
 
     def __setstate__(self, state):
