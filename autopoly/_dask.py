@@ -107,19 +107,19 @@ class DaskSource:
                 tree(merge_moments, map(dask_delayed(block_moments), self.blocks)),
                 [dask_delayed(n_rows)(b) for b in self.blocks],
             )
-            if moments["n"] < 1:
+            if moments.n < 1:
                 raise ValueError(
                     f"Found array with 0 sample(s) (shape=(0, {self.n_features})) while a "
                     "minimum of 1 is required by TorchPolyRegressor."
                 )
-            if not moments["W"] > 0:  # the in-memory fit's message (scikit-learn's)
+            if not moments.W > 0:  # the in-memory fit's message (scikit-learn's)
                 raise ValueError("Sample weights must contain at least one non-zero number.")
             self._moments, self._counts = moments, counts
         return self._moments
 
     @property
     def n_rows(self):
-        return int(self._first_pass()["n"])
+        return int(self._first_pass().n)
 
     def scaling(self, spec):
         return scaling_from_moments(spec, self._first_pass())
@@ -130,7 +130,7 @@ class DaskSource:
         cpu_setup = setup.on("cpu")
         factors = [dask_delayed(block_factor)(b, cpu_setup) for b in self.blocks]
         (R,) = compute(tree(merge_factors, factors))
-        return torch.as_tensor(R, dtype=setup.dtype, device=setup.device), moments["W"]
+        return torch.as_tensor(R, dtype=setup.dtype, device=setup.device), moments.W
 
     def objective(self, spec, setup, whitening, penalty):
         self._first_pass()

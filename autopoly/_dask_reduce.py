@@ -6,6 +6,8 @@ scheduler. :class:`ClusterObjective` evaluates a row-wise objective through such
 at each optimizer step.
 """
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -58,8 +60,24 @@ def numpy_dtype(torch_dtype):
     return torch.empty((), dtype=torch_dtype).numpy().dtype
 
 
+@dataclass(frozen=True)
+class Moments:
+    """Mergeable statistics of rows: count, x range over positive weights, y's weighted moments.
+
+    ``W`` is the weight sum, ``mean`` the weighted mean of y and ``m2`` the weighted sum of
+    squared deviations from it; ``lo``/``hi`` are +inf/-inf where no row weighs anything.
+    """
+
+    n: int
+    lo: np.ndarray
+    hi: np.ndarray
+    W: float
+    mean: np.ndarray
+    m2: np.ndarray
+
+
 def block_moments(block):
-    """Mergeable statistics of one block: counts, x range over positive weights, y moments."""
+    """The :class:`Moments` of one block."""
     X, y, w = block
     positive = X[w > 0]
     if positive.shape[0]:
@@ -69,32 +87,31 @@ def block_moments(block):
     W = float(w.sum())
     mean = (w @ y) / W if W > 0 else np.zeros(y.shape[1])
     m2 = w @ (y - mean) ** 2
-    return {"n": X.shape[0], "lo": lo, "hi": hi, "W": W, "mean": mean, "m2": m2}
+    return Moments(X.shape[0], lo, hi, W, mean, m2)
 
 
 def merge_moments(*parts):
-    out = dict(parts[0])
+    """Merge :class:`Moments` exactly (Chan et al.'s pairwise update of the mean and m2)."""
+    out = parts[0]
     for p in parts[1:]:
-        W = out["W"] + p["W"]
-        if p["W"] > 0:
-            delta = p["mean"] - out["mean"]
-            out["mean"] = out["mean"] + delta * (p["W"] / W)
-            out["m2"] = out["m2"] + p["m2"] + delta**2 * (out["W"] * p["W"] / W)
-        out["W"] = W
-        out["n"] += p["n"]
-        out["lo"] = np.minimum(out["lo"], p["lo"])
-        out["hi"] = np.maximum(out["hi"], p["hi"])
+        W = out.W + p.W
+        mean, m2 = out.mean, out.m2
+        if p.W > 0:
+            delta = p.mean - out.mean
+            mean = out.mean + delta * (p.W / W)
+            m2 = out.m2 + p.m2 + delta**2 * (out.W * p.W / W)
+        out = Moments(out.n + p.n, np.minimum(out.lo, p.lo), np.maximum(out.hi, p.hi), W, mean, m2)
     return out
 
 
 def scaling_from_moments(spec, moments):
     """The in-memory source's scaling from merged block statistics (same formulas and results)."""
-    n_features, n_outputs = moments["lo"].shape[0], moments["mean"].shape[0]
+    n_features, n_outputs = moments.lo.shape[0], moments.mean.shape[0]
     if not spec.conditioning:
         return Scaling.identity(n_features, n_outputs)
     # The min and max over rows of positive weight give the in-memory input scaling exactly.
-    x_offset, x_scale = input_scaling(moments["lo"], moments["hi"], spec.centres_inputs)
-    W, mean, m2 = moments["W"], moments["mean"], moments["m2"]
+    x_offset, x_scale = input_scaling(moments.lo, moments.hi, spec.centres_inputs)
+    W, mean, m2 = moments.W, moments.mean, moments.m2
     if spec.terms.fit_intercept:
         y_offset, y_scale = mean, np.sqrt(m2 / W)
     else:
