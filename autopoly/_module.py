@@ -221,6 +221,13 @@ class PolynomialModule(nn.Module):
         return out[..., 0] if self.single_output else out
 
     def extra_repr(self):
+        """The sizes shown in the module's ``repr``.
+
+        Returns
+        -------
+        text : str
+            ``n_features``, ``n_terms``, ``n_outputs`` and ``fit_intercept``.
+        """
         return (
             f"n_features={self.n_features}, n_terms={self.n_terms}, "
             f"n_outputs={self.n_outputs}, fit_intercept={self.fit_intercept}"
