@@ -102,8 +102,10 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         at most 1) coefficients agree with float64 to about 1e-5, without centring the terms
         are far more collinear in float32 and can lose several more digits.
     device : str, default='cpu'
-        Where to compute: 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto' (the best available that
-        supports ``dtype``: CUDA, then MPS for float32 only, then the CPU).
+        Where to compute: 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto' (the input tensor's device
+        when X is a torch tensor; otherwise the best available that supports ``dtype``: CUDA,
+        then MPS for float32 only, then the CPU). A device other than an input tensor's is
+        obeyed: the rows are copied there once, chunk by chunk.
     warm_start : bool, default=False
         Start from the previous solution (and keep the previous input scaling) when refitting.
     random_state : int, RandomState instance or None, default=None
@@ -115,7 +117,11 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
     Attributes
     ----------
     coef_ : ndarray of shape (n_terms,) or (n_targets, n_terms)
-        Coefficients of the raw monomials listed in ``powers_``.
+        Coefficients of the raw monomials listed in ``powers_``. Array attributes are NumPy
+        arrays on the CPU, except after a fit on torch tensors under
+        ``sklearn.config_context(array_api_dispatch=True)``, where ``coef_``, ``intercept_``
+        and ``powers_`` are tensors on the input's device (scikit-learn's array-API
+        convention); a pickle holds NumPy either way.
     intercept_ : float or ndarray of shape (n_targets,)
         Constant term (0.0 when ``fit_intercept=False``).
     powers_ : ndarray of shape (n_terms, `n_features_in_`)
@@ -144,6 +150,7 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
     --------
     sklearn.preprocessing.PolynomialFeatures : The same terms as a transformer.
     sklearn.linear_model.Ridge : Closed-form least squares with an L2 penalty.
+    PolynomialModule : The fitted polynomial as a torch module (:meth:`to_torch`).
 
     Notes
     -----
