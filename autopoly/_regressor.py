@@ -304,9 +304,13 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
                 f"{n_outputs} outputs."
             )
 
-    def _source(self, spec, X, y, sample_weight, reset):
-        """The rows as a source (see ``_sources``), validated; sets ``n_features_in_``."""
-        if _dask.is_dask_collection(X):
+    def _source(self, spec, X, y, sample_weight, reset, stream=False):
+        """The rows as a source (see ``_sources``), validated; sets ``n_features_in_``.
+
+        A dask collection passed to ``partial_fit`` (``stream``) is one batch: it is read
+        into memory, as scikit-learn's validation reads it.
+        """
+        if _dask.is_dask_collection(X) and not stream:
             source = _dask.DaskSource(X, y, sample_weight, spec)
             _dask.check_input_features(self, source, reset)
             return source
@@ -418,12 +422,7 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
             first = not hasattr(self, "_stream")
             if not first:
                 self._check_continuation(spec, "partial_fit")
-            if _dask.is_dask_collection(X):
-                raise TypeError(
-                    "partial_fit takes in-memory batches (NumPy, pandas or torch); for a dask "
-                    "collection call fit, which streams its blocks."
-                )
-            source = self._source(spec, X, y, sample_weight, reset=first)
+            source = self._source(spec, X, y, sample_weight, reset=first, stream=True)
             self._check_outputs(source.n_outputs, reset=first, how="partial_fit")
             with self._threads(spec, source):
                 outcome = fitting.partial_fit(

@@ -304,6 +304,35 @@ def main():
         "<= 1.2x", t_est / t_hand <= 1.2,
     ))
 
+    # Torch tensors in: the same fit from a tensor already on the fit device (no copy to
+    # make) against the fit from the NumPy array (copied there chunk by chunk).
+    X, y = poly_data(n_rows, 5, 3)
+    X_t = torch.from_numpy(X).to(device)
+    y_t = torch.from_numpy(y).to(device)
+    timed = C.interleaved({
+        "autopoly on a NumPy array": lambda: fit_autopoly(X, y, 3, device),
+        f"autopoly on a float64 tensor on {device} (device='auto')": lambda: fit_autopoly(
+            X_t, y_t, 3, "auto"
+        ),
+    }, repeat)
+    (np_name, on_np), (t_name, on_t) = timed.items()
+    t_np, t_t = min(on_np["times"]), min(on_t["times"])
+    gap = float(np.max(np.abs(on_np["result"][0](X) - on_t["result"][0](X_t))) / np.std(y))
+    header = ["input", "time (s, best)", "median (s)", "ratio to NumPy input"]
+    rows = [(name, min(r["times"]), float(np.median(r["times"])), min(r["times"]) / t_np)
+            for name, r in timed.items()]
+    csvs["bench_fit_tensors"] = (header, rows)
+    sections.append((
+        f"Torch tensors in: {n_rows:,} rows x 5 features, degree 3, best of {repeat}",
+        C.markdown_table(header, rows),
+    ))
+    checks.append(("tensors: the tensor fit predicts what the NumPy fit predicts", gap < 1e-10,
+                   f"max |prediction gap| / std(y) = {gap:.1e} (< 1e-10)"))
+    targets.append((
+        "tensors: fit on a tensor / fit on the same NumPy array", f"{t_t / t_np:.2f}x "
+        f"({t_t:.3f} s vs {t_np:.3f} s)", "<= 1.1x", t_t / t_np <= 1.1,
+    ))
+
     # GPU against CPU (target 5).
     gpu = None
     if device.startswith("cuda"):
