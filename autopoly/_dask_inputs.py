@@ -156,7 +156,7 @@ def prepare_block(X, y, w, index, n_features, n_outputs):
 
     from ._validation import explain
 
-    raw = {"X": X, "y": y, "sample_weight": w}
+    raw_X, raw_y, raw_w = X, y, w
     try:
         X = check_array(X, dtype=[np.float64, np.float32], input_name="X", ensure_min_samples=0)
         y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y",
@@ -167,7 +167,7 @@ def prepare_block(X, y, w, index, n_features, n_outputs):
             if w.size:
                 check_non_negative(w, "`sample_weight`")
     except ValueError as exc:
-        reason = explain(exc, raw["X"], raw["y"], raw["sample_weight"])
+        reason = explain(exc, raw_X, raw_y, raw_w)
         raise ValueError(f"In block {index} of the dask collections: {reason}") from exc
     if X.shape[1] != n_features:
         raise ValueError(f"Block {index} of X has {X.shape[1]} columns, expected {n_features}.")

@@ -1,9 +1,10 @@
 """The pass over the data: design chunks, and the triangular factor they accumulate.
 
 Everything here reads the rows chunk by chunk (``CHUNK_BYTES`` each), so the expanded matrix is
-never held whole. Rows come from a ``take(rows) -> (X, y, w)`` function that returns tensors on
-the compute device in the compute dtype (see :class:`autopoly._sources.ArraySource`), so NumPy
-arrays, tensors on any device and Dask blocks share this code.
+never held whole. Rows come from an in-memory source (:class:`autopoly._sources.ArraySource`:
+``n_rows``, ``n_outputs``, ``unit_weights`` and ``take(rows, dtype, device)``, which hands out
+tensors on the compute device in the compute dtype), so NumPy arrays, tensors on any device and
+the blocks of a Dask worker share this code.
 """
 
 from dataclasses import dataclass
@@ -67,7 +68,7 @@ def weighted_chunks(source, setup):
     # Without sample_weight every weight is 1: skip a pass over each chunk.
     unit_weights = source.unit_weights
     for rows in chunk_slices(source.n_rows, n_design + source.n_outputs, setup.design.itemsize):
-        X, y, w = source.take(rows, setup.dtype, setup.device)
+        X, y, w = source.take(rows, setup.dtype, setup.device, weights=not unit_weights)
         buf = setup.design(X, extra_rows=source.n_outputs)
         buf[n_design:] = ((y - setup.y_offset) / setup.y_scale).T
         if not unit_weights:
@@ -81,9 +82,10 @@ def accumulate(source, setup, qr=None, gram_first=False):
     With ``gram_first`` the pass accumulates the Gram matrix (one matrix product per chunk,
     about twice as fast as a QR) and takes its Cholesky factor, which is as good as the QR
     factor when the terms are well conditioned; otherwise (or for an exact fit, whose
-    augmented Gram matrix is singular) a second pass computes the QR factor.
+    augmented Gram matrix is singular) a second pass computes the QR factor. Rows added to an
+    existing factor ``qr`` (a stream) always take the QR route.
     """
-    if gram_first:
+    if gram_first and (qr is None or qr.R is None):
         R = gram_factor(source, setup)
         if R is not None:
             qr = ChunkedQR()

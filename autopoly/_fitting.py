@@ -25,7 +25,7 @@ from ._optim import is_lbfgs, make_optimizer, state_to_numpy, state_to_torch
 from ._setup import make_setup, raw_basis_overflow, terms_overflow
 from ._sources import to_tensor, validation_scorer
 from ._state import FittedPolynomial, StreamState
-from ._train import TrainResult, train
+from ._train import LoopSettings, TrainResult, train
 
 # Problems with more design entries than this take the faster Gram route for their
 # statistics (when it is accurate); smaller ones keep every digit of the QR route. The thread
@@ -215,13 +215,12 @@ def solve(spec, setup, R_aug, weight_sum, y_ndim, *, rows=None, validation=None,
     optimizer = make_optimizer(spec.optimizer_class, [V], spec.lr, spec.optimizer_kwargs)
     if optimizer_state is not None:
         optimizer.load_state_dict(state_to_torch(optimizer_state, setup.device))
-    result = train(
-        V, objective, optimizer, lr=spec.lr, max_iter=1 if epoch else spec.max_iter,
-        tol=spec.tol, n_iter_no_change=spec.n_iter_no_change,
-        batch_size=batch_size, n_rows=n_rows,
-        generator=generator, validation=scorer, verbose=spec.verbose,
-        keep_best=not epoch, smooth=spec.smooth,
+    settings = LoopSettings(
+        max_iter=1 if epoch else spec.max_iter, tol=spec.tol,
+        n_iter_no_change=spec.n_iter_no_change, lr=spec.lr, batch_size=batch_size,
+        n_rows=n_rows, keep_best=not epoch, smooth=spec.smooth, verbose=spec.verbose,
     )
+    result = train(V, objective, optimizer, settings, generator=generator, validation=scorer)
     theta_t = (whitening.M @ result.V.detach()).cpu().to(torch.float64).numpy()
     theta = theta_t * setup.scaling.y_scale + _intercept_row(
         setup.scaling.y_offset, setup.terms.fit_intercept, theta_t.shape[0]

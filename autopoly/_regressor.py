@@ -1,5 +1,6 @@
 """TorchPolyRegressor: polynomial regression fitted by a torch optimizer, as a sklearn estimator."""
 
+import contextlib
 from numbers import Integral, Real
 
 import numpy as np
@@ -19,13 +20,22 @@ from ._sources import ArraySource
 from ._spec import DTYPES, resolve_spec
 from ._state import fitted_from_plain, stream_from_plain, to_plain
 from ._threads import in_pool_thread, task_threads
-from ._validation import fit_data, predict_data
+from ._validation import fit_data, predict_data, targets_on
 from ._version import __version__
 
 # Problems with fewer design entries than this run on one torch thread.
 SMALL_PROBLEM = 2**21
 # Fitted attributes that are arrays (the ones array-API dispatch puts on the input's device).
 _ARRAY_ATTRIBUTES = ("coef_", "intercept_", "powers_")
+
+
+def _autograd_on():
+    """The optimizer needs autograd, even when the caller runs under ``torch.no_grad()`` or
+    ``torch.inference_mode()`` (e.g. a fit inside a model's evaluation code)."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch.inference_mode(False))
+    stack.enter_context(torch.enable_grad())
+    return stack
 
 
 def _on_device(array, device):
@@ -381,7 +391,7 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
                 self._check_continuation(spec, "warm_start=True")
             source = self._source(spec, X, y, sample_weight, reset=not warm)
             self._check_outputs(source.n_outputs, reset=not warm)
-            with self._threads(spec, source):
+            with self._threads(spec, source), _autograd_on():
                 outcome = fitting.fit(
                     spec, source, (self._stream, self._fitted.theta) if warm else None
                 )
@@ -424,7 +434,7 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
                 self._check_continuation(spec, "partial_fit")
             source = self._source(spec, X, y, sample_weight, reset=first, stream=True)
             self._check_outputs(source.n_outputs, reset=first, how="partial_fit")
-            with self._threads(spec, source):
+            with self._threads(spec, source), _autograd_on():
                 outcome = fitting.partial_fit(
                     spec, source, None if first else self._stream,
                     None if first else self._fitted.theta,
@@ -486,10 +496,10 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         if not any(isinstance(a, torch.Tensor) for a in (X, y, sample_weight)):
             return super().score(X, y, sample_weight)
         check_is_fitted(self)
-        X = predict_data(self, X) if isinstance(X, torch.Tensor) else X
+        X = predict_data(self, X)
         device = X.device if isinstance(X, torch.Tensor) else torch.device("cpu")
-        pred = fitting.predict(self._fitted, X, device=device)
-        pred = torch.as_tensor(pred, dtype=torch.float64, device=device)
+        y, sample_weight = targets_on(device, X.shape[0], y, sample_weight, non_negative=False)
+        pred = torch.as_tensor(fitting.predict(self._fitted, X, device=device), device=device)
         return r2_score_tensor(y, pred, sample_weight)
 
     def to_torch(self, device=None, dtype=None, trainable=False):

@@ -1,39 +1,35 @@
 """R^2 on torch tensors, computed on their device (only the number comes back)."""
 
-import numpy as np
+import warnings
+
 import torch
+from sklearn.exceptions import UndefinedMetricWarning
 
 
-def _as_float64(value, device):
-    if isinstance(value, torch.Tensor):
-        return value.detach().to(device=device, dtype=torch.float64)
-    return torch.as_tensor(np.asarray(value, dtype=np.float64), device=device)
+def r2_score_tensor(y_true, y_pred, sample_weight):
+    """:func:`sklearn.metrics.r2_score` (uniform average over outputs) on validated tensors.
 
-
-def r2_score_tensor(y_true, y_pred, sample_weight=None):
-    """:func:`sklearn.metrics.r2_score` (uniform average over outputs) for tensors.
-
-    As in scikit-learn, an output whose true values are constant scores 1.0 when it is
-    predicted exactly and 0.0 otherwise.
+    ``y_true`` and ``y_pred`` have the same rows; ``sample_weight`` is 1-D. As in
+    scikit-learn, an output whose true values are constant scores 1.0 when it is predicted
+    exactly and 0.0 otherwise, and fewer than two rows give NaN with a warning.
     """
-    device = y_pred.device
-    y = _as_float64(y_true, device)
-    if y.shape[0] != y_pred.shape[0]:
+    y = y_true.to(torch.float64).reshape(y_true.shape[0], -1)
+    pred = y_pred.to(torch.float64).reshape(y_pred.shape[0], -1)
+    if y.shape[1] != pred.shape[1]:
         raise ValueError(
-            f"y has {y.shape[0]} samples but X has {y_pred.shape[0]}; pass one target row per "
-            "row of X."
+            f"y_true and y_pred have different number of output ({y.shape[1]}!={pred.shape[1]}): "
+            f"y has {y.shape[1]} column(s) but the model predicts {pred.shape[1]} output(s)."
         )
-    y = y.reshape(y.shape[0], -1)
-    pred = y_pred.reshape(y.shape[0], -1)
-    if sample_weight is None:
-        w = torch.ones(y.shape[0], dtype=torch.float64, device=device)
-    else:
-        w = _as_float64(sample_weight, device).reshape(-1)
+    if y.shape[0] < 2:
+        warnings.warn("R^2 score is not well-defined with less than two samples.",
+                      UndefinedMetricWarning, stacklevel=3)
+        return float("nan")
+    w = sample_weight.to(torch.float64)
     mean = (w @ y) / w.sum()
     numerator = w @ (y - pred) ** 2
     denominator = w @ (y - mean) ** 2
-    exact = numerator == 0
-    ratio = torch.where(denominator > 0, numerator / torch.where(denominator > 0, denominator, 1.0),
-                        torch.zeros_like(numerator))
-    score = torch.where(denominator > 0, 1 - ratio, torch.where(exact, 1.0, 0.0).to(y.dtype))
+    positive = denominator != 0
+    safe = torch.where(positive, denominator, torch.ones_like(denominator))
+    exact = torch.where(numerator == 0, 1.0, 0.0).to(y.dtype)
+    score = torch.where(positive, 1 - numerator / safe, exact)
     return float(score.mean())

@@ -2,17 +2,18 @@
 
 A *source* is what :func:`autopoly._fitting.fit` and :func:`autopoly._fitting.partial_fit`
 read the rows through. It has a shape (``n_rows``, ``n_features``, ``n_outputs``, ``y_ndim``),
-the ``device`` its rows live on (None for host memory or a cluster), and five operations:
+the ``device`` its rows live on (None for host memory or a cluster), and these operations:
 
 * ``scaling(spec)`` -> :class:`~autopoly._state.Scaling`, from one pass (min/max of X over rows
   of positive weight, weighted moments of y);
 * ``factor(setup, qr=None, gram_first=False)`` -> ``(R, weight_sum)``: the triangular factor of
-  ``sqrt(w) * [D, t]`` over the rows (added to ``qr``'s when given), on the compute device;
+  ``sqrt(w) * [D, t]`` over the rows, on the compute device (an in-memory source adds its rows
+  to ``qr``'s factor when given: a ``partial_fit`` stream);
 * ``objective(spec, setup, whitening, penalty)`` -> a row-wise objective (other losses,
   mini-batches);
-* ``check_terms_range(spec, setup)``: refuse rows whose terms overflow under a scaling fixed by
-  earlier data (a stream);
-* ``split(fraction, generator)`` -> ``(training, held_out)`` sources, for early stopping.
+* ``split(fraction, generator)`` -> ``(training, held_out)`` sources, for early stopping;
+* for ``partial_fit`` streams (in-memory sources only), ``check_terms_range(spec, setup)``:
+  refuse rows whose terms overflow under a scaling fixed by earlier data.
 
 :class:`ArraySource` serves NumPy arrays and torch tensors alike: its rows are handed out as
 tensors on the compute device, chunk by chunk, so a tensor that already lives there is never
@@ -76,11 +77,15 @@ class ArraySource:
         self.device = X.device if isinstance(X, torch.Tensor) else None
         self.unit_weights = bool((w == 1).all())
 
-    def take(self, rows, dtype, device):
-        """``(X, y, w)`` of ``rows`` (a slice, or an index tensor) on ``device`` in ``dtype``."""
+    def take(self, rows, dtype, device, weights=True):
+        """``(X, y, w)`` of ``rows`` (a slice, or an index tensor) on ``device`` in ``dtype``.
+
+        ``w`` is None when ``weights`` is false (unit weights need no copy).
+        """
         if isinstance(rows, torch.Tensor):
             rows = rows.cpu().numpy() if self.device is None else rows.to(self.device)
-        return tuple(to_tensor(a[rows], dtype, device) for a in (self.X, self.y, self.w))
+        w = to_tensor(self.w[rows], dtype, device) if weights else None
+        return to_tensor(self.X[rows], dtype, device), to_tensor(self.y[rows], dtype, device), w
 
     def weight_sum(self):
         return float(self.w.sum())

@@ -373,24 +373,10 @@ def keep_last_step_if_no_worse(stopper, objective, V, evaluation=None):
 # ------------------------------------------------------------------------------ the loop
 
 
-def train(
-    V,
-    objective,
-    optimizer,
-    *,
-    lr,
-    max_iter,
-    tol,
-    n_iter_no_change,
-    batch_size=None,
-    n_rows=None,
-    generator=None,
-    validation=None,
-    verbose=0,
-    keep_best=True,
-    smooth=False,
-):
-    """Run up to ``max_iter`` iterations (full-batch steps, or epochs of mini-batches).
+def train(V, objective, optimizer, settings, *, generator=None, validation=None):
+    """Run up to ``settings.max_iter`` iterations (full-batch steps, or epochs of mini-batches).
+
+    The names below (``tol``, ``batch_size``, ``keep_best``, ...) are the fields of ``settings``.
 
     Converged means: on full batches, the largest absolute gradient of the normalized objective
     is below ``tol``, or the objective improved by less than ``tol`` for ``n_iter_no_change``
@@ -410,29 +396,25 @@ def train(
     Convergence is judged on the normalized objective (see ``_objective``); the loss curve and
     the best loss are recorded in the user's units. The rules live in :class:`Stopper`.
     """
-    settings = LoopSettings(
-        max_iter=max_iter, tol=tol, n_iter_no_change=n_iter_no_change, lr=lr,
-        batch_size=batch_size, n_rows=n_rows, keep_best=keep_best, smooth=smooth,
-        verbose=verbose,
-    )
-    reporter = _Reporter(verbose, _progress(verbose, max_iter))
-    stopper = Stopper(settings, objective, V, optimizer, validation)
-    for it in range(1, max_iter + 1):
-        if batch_size is None:
-            loss, user, grad_max = full_batch_step(V, objective, optimizer, tol)
+    s = settings
+    reporter = _Reporter(s.verbose, _progress(s.verbose, s.max_iter))
+    stopper = Stopper(s, objective, V, optimizer, validation)
+    for it in range(1, s.max_iter + 1):
+        if s.batch_size is None:
+            loss, user, grad_max = full_batch_step(V, objective, optimizer, s.tol)
         else:
             loss, user, grad_max = minibatch_epoch(
-                V, objective, optimizer, batch_size, n_rows, generator
+                V, objective, optimizer, s.batch_size, s.n_rows, generator
             )
         stop = stopper.update(it, loss, user, grad_max)
-        if verbose:
+        if s.verbose:
             reporter.step(it, user)
         if stop:
             break
     reporter.close()
     evaluation = None
     if stopper.undecided:
-        stopper.converged, evaluation = last_step_converged(V, objective, optimizer, tol)
+        stopper.converged, evaluation = last_step_converged(V, objective, optimizer, s.tol)
     with torch.no_grad():
         V.copy_(keep_last_step_if_no_worse(stopper, objective, V, evaluation))
     result = TrainResult(

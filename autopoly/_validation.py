@@ -39,8 +39,8 @@ def fit_data(estimator, X, y, sample_weight, reset):
     """
     if isinstance(X, torch.Tensor):
         return tensor_fit_data(estimator, X, y, sample_weight, reset)
-    y = _host(y)
-    sample_weight = _host(sample_weight)
+    y = _host(y, "y")
+    sample_weight = _host(sample_weight, "sample_weight")
     y_kind = getattr(np.asarray(y) if not hasattr(y, "dtype") else y, "dtype", None)
     if y_kind is not None and y_kind.kind in "USa":
         raise ValueError(
@@ -180,11 +180,28 @@ def _is_numeric(data):
 _TENSOR_FLOATS = (torch.float32, torch.float64)
 
 
-def _host(value):
-    """A tensor as a NumPy array (for y or sample_weight next to a NumPy X), else as is."""
+def _host(value, name):
+    """A tensor as NumPy (``y`` or ``sample_weight`` next to a NumPy X), else as it is."""
     if isinstance(value, torch.Tensor):
-        return check_tensor(value, "y", two_d=None, finite=False).cpu().numpy()
+        value = check_tensor(value, name, two_d=None, finite=False, keep_float=True)
+        return value.item() if value.ndim == 0 else value.cpu().numpy()
     return value
+
+
+def _numeric_array(values, name):
+    """Array-like ``y`` or ``sample_weight`` as a float NumPy array (a copy), or a clear error."""
+    values = np.asarray(values)
+    if values.dtype.kind in "USa" or (values.dtype.kind == "O" and not _is_numeric(values)):
+        if name == "y":
+            raise ValueError(
+                f"y has non-numeric values (dtype {values.dtype}). TorchPolyRegressor is a "
+                "regressor and needs numeric targets: use a classifier for class labels, or "
+                "encode them as numbers."
+            )
+        raise ValueError(f"{name} has non-numeric values (dtype {values.dtype}); pass numbers.")
+    if values.dtype.kind in "fiub" and values.dtype != np.float16:
+        return np.array(values)  # a writable, contiguous copy that torch can wrap
+    return np.array(values, dtype=np.float64)
 
 
 def check_tensor(t, name, two_d, finite=True, keep_float=True):
@@ -199,6 +216,11 @@ def check_tensor(t, name, two_d, finite=True, keep_float=True):
         raise ValueError(
             f"{name} is a sparse torch tensor (layout {t.layout}); TorchPolyRegressor needs "
             f"dense rows: pass {name}.to_dense()."
+        )
+    if t.is_complex() and name == "sample_weight":
+        raise ValueError(
+            "Complex data not supported: sample_weight has complex values. Weights are real "
+            "and non-negative: pass sample_weight.real or sample_weight.abs()."
         )
     if t.is_complex():
         what = "features" if name == "X" else "targets"
@@ -219,6 +241,10 @@ def check_tensor(t, name, two_d, finite=True, keep_float=True):
         )
     if two_d is False and t.ndim not in (1, 2):
         raise ValueError(f"{name} must be 1D or 2D; got a tensor of shape {tuple(t.shape)}.")
+    if two_d is False and t.ndim == 2 and t.shape[1] < 1:
+        raise ValueError(
+            f"{name} has no columns (shape {tuple(t.shape)}); pass at least one target column."
+        )
     if name == "X" and t.shape[0] < 1:
         raise ValueError(
             f"Found array with 0 sample(s) (shape={tuple(t.shape)}) while a minimum of 1 is "
@@ -251,45 +277,46 @@ def tensor_fit_data(estimator, X, y, sample_weight, reset):
     X = check_tensor(X, "X", two_d=True)
     _check_n_features(estimator, X, reset=reset)
     _check_feature_names(estimator, X, reset=reset)
+    y, w = targets_on(X.device, X.shape[0], y, sample_weight)
+    if not bool(w.sum() > 0):
+        raise ValueError("Sample weights must contain at least one non-zero number.")
+    return X, y, w
+
+
+def targets_on(device, n_rows, y, sample_weight, non_negative=True):
+    """``(y, sample_weight)`` validated as tensors on ``device`` for ``n_rows`` rows.
+
+    Array-likes are converted as scikit-learn converts them; every message is the one the
+    NumPy path gives (see :func:`explain`).
+    """
     if y is None:
         raise ValueError("TorchPolyRegressor requires y to be passed, but the target y is None.")
     if not isinstance(y, torch.Tensor):
-        y = np.asarray(y)
-        if y.dtype.kind in "USaO":
-            raise ValueError(
-                f"y has non-numeric values (dtype {y.dtype}). TorchPolyRegressor is a regressor "
-                "and needs numeric targets: use a classifier for class labels, or encode them as "
-                "numbers."
-            )
-        y = torch.as_tensor(y)
-    y = check_tensor(y.to(X.device), "y", two_d=False)
-    if y.shape[0] != X.shape[0]:
+        y = torch.from_numpy(_numeric_array(y, "y"))
+    y = check_tensor(y.to(device), "y", two_d=False)
+    if y.shape[0] != n_rows:
         raise explain(ValueError(
-            f"Found input variables with inconsistent numbers of samples: [{X.shape[0]}, "
+            f"Found input variables with inconsistent numbers of samples: [{n_rows}, "
             f"{y.shape[0]}]"
         ))
     if sample_weight is None:
-        w = torch.ones(X.shape[0], dtype=torch.float64, device=X.device)
-    elif np.ndim(sample_weight) == 0 and not isinstance(sample_weight, torch.Tensor):
-        w = torch.full((X.shape[0],), float(sample_weight), dtype=torch.float64, device=X.device)
-    else:
-        w = torch.as_tensor(
-            sample_weight if isinstance(sample_weight, torch.Tensor) else np.asarray(sample_weight)
+        return y, torch.ones(n_rows, dtype=torch.float64, device=device)
+    if not isinstance(sample_weight, torch.Tensor):
+        sample_weight = torch.from_numpy(_numeric_array(sample_weight, "sample_weight"))
+    w = check_tensor(sample_weight.to(device), "sample_weight", two_d=None, keep_float=False)
+    if w.ndim == 0:
+        w = w.reshape(1).expand(n_rows)
+    if w.ndim != 1:
+        raise ValueError(
+            f"Sample weights must be 1D array or scalar, got {w.ndim}D array (shape "
+            f"{tuple(w.shape)}); pass one weight per row of X, e.g. sample_weight.reshape(-1)."
         )
-        if w.ndim == 0:
-            w = w.reshape(1).expand(X.shape[0])
-        w = check_tensor(w.to(X.device), "sample_weight", two_d=None, keep_float=False)
-        if w.ndim != 1 or w.shape[0] != X.shape[0]:
-            raise explain(ValueError(
-                f"sample_weight.shape == ({w.shape[0] if w.ndim else 1},), expected "
-                f"({X.shape[0]},)!"
-            ))
-    if bool((w < 0).any()):
+    if w.shape[0] != n_rows:
+        raise explain(ValueError(f"sample_weight.shape == ({w.shape[0]},), expected ({n_rows},)!"))
+    if non_negative and bool((w < 0).any()):
         first = int(torch.nonzero(w < 0)[0, 0])
         raise ValueError(
             f"sample_weight has negative values (first at index {first}: {float(w[first])}). "
             "Weights must be non-negative: use 0 to ignore a sample."
         )
-    if not bool(w.sum() > 0):
-        raise ValueError("Sample weights must contain at least one non-zero number.")
-    return X, y, w
+    return y, w

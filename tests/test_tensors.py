@@ -305,3 +305,76 @@ def test_cuda_tensors_fit_on_cuda_and_equal_the_cpu_fit():
                                                   torch.from_numpy(y).cuda())
     assert on_cpu.device_ == "cpu"
     assert_allclose(on_cpu.coef_, ref.coef_, rtol=1e-12)
+
+
+# ------------------------------------------ score, mixed inputs and contexts (review)
+
+def test_score_on_tensors_validates_like_the_numpy_score():
+    X, y, w = _problem(n=50)
+    Xt, yt, wt = (torch.from_numpy(a) for a in (X, y, w))
+    model = TorchPolyRegressor().fit(X, y)
+    two = TorchPolyRegressor().fit(X, np.column_stack([y, y]))
+    with pytest.raises(ValueError, match=r"different number of output \(1!=2\)"):
+        two.score(Xt, yt)
+    with pytest.raises(ValueError, match=r"different number of output \(2!=1\)"):
+        model.score(Xt, torch.stack([yt, yt], 1))
+    with pytest.raises(ValueError, match=r"Input y contains NaN \(first at row 0\)"):
+        model.score(Xt, torch.full((50,), float("nan")))
+    with pytest.raises(ValueError, match="sample_weight has 10 entries but X has 50 samples"):
+        model.score(Xt, yt, wt[:10])
+    with pytest.raises(ValueError, match="X has 1 features, but TorchPolyRegressor is expecting 2"):
+        model.score(X[:, :1], yt)  # a NumPy X beside a tensor y is validated too
+    with pytest.raises(ValueError, match="y must be 1D or 2D"):
+        model.score(Xt, torch.tensor(1.0))
+    # Values: what r2_score gives, negative weights included (scoring does not refuse them).
+    assert model.score(Xt, yt, -wt) == pytest.approx(model.score(X, y, -w), rel=1e-12)
+    assert model.score(X.tolist(), yt) == pytest.approx(model.score(X, y), rel=1e-12)
+    with pytest.warns(sklearn.exceptions.UndefinedMetricWarning):
+        assert np.isnan(model.score(Xt[:1], yt[:1]))
+
+
+def test_numpy_targets_beside_a_tensor_x_convert_as_sklearn_converts_them():
+    import pandas as pd
+
+    X, y, w = _problem(n=50)
+    Xt = torch.from_numpy(X)
+    ref = TorchPolyRegressor().fit(X[::-1], y[::-1], sample_weight=w[::-1])
+    _same_fit(TorchPolyRegressor().fit(torch.flip(Xt, [0]), y[::-1], sample_weight=w[::-1]),
+              ref, rtol=1e-12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "non-writable NumPy array" warning from torch
+        series = TorchPolyRegressor().fit(Xt, pd.Series(y))
+        read_only = y.copy()
+        read_only.flags.writeable = False
+        TorchPolyRegressor().fit(Xt, read_only)
+    _same_fit(series, TorchPolyRegressor().fit(X, y), rtol=1e-12)
+    as_objects = TorchPolyRegressor().fit(Xt, y.astype(object))
+    _same_fit(as_objects, TorchPolyRegressor().fit(X, y.astype(object)), rtol=1e-12)
+    zero_d = TorchPolyRegressor().fit(X, y, sample_weight=torch.tensor(2.0))
+    _same_fit(zero_d, TorchPolyRegressor().fit(X, y), rtol=1e-12)
+
+
+def test_bad_targets_and_weights_name_themselves():
+    X, y, w = _problem(n=50)
+    Xt, yt, wt = (torch.from_numpy(a) for a in (X, y, w))
+    with pytest.raises(ValueError, match=r"y has no columns \(shape \(50, 0\)\)"):
+        TorchPolyRegressor().fit(Xt, torch.empty(50, 0, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"Sample weights must be 1D array or scalar, got 2D"):
+        TorchPolyRegressor().fit(Xt, yt, sample_weight=wt[:, None])
+    for X_in in (X, Xt):
+        with pytest.raises(ValueError, match=r"sample_weight is a sparse torch tensor"):
+            TorchPolyRegressor().fit(X_in, y, sample_weight=wt.to_sparse())
+        with pytest.raises(ValueError, match=r"sample_weight has complex values.*\.real"):
+            TorchPolyRegressor().fit(X_in, y, sample_weight=wt.to(torch.complex128))
+
+
+@pytest.mark.parametrize("context", [torch.no_grad, torch.inference_mode])
+def test_fit_inside_no_grad_and_inference_mode(context):
+    X, y, _ = _problem(n=60)
+    ref = TorchPolyRegressor(loss="huber").fit(X, y)
+    with context():
+        Xt, yt = torch.from_numpy(X).clone(), torch.from_numpy(y).clone()
+        model = TorchPolyRegressor(loss="huber").fit(Xt, yt)
+        model.partial_fit(Xt, yt)
+    assert_allclose(TorchPolyRegressor(loss="huber").fit(Xt, yt).coef_, ref.coef_, rtol=1e-12)
+    assert np.isfinite(model.coef_).all()

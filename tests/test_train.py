@@ -82,9 +82,10 @@ def _settings(**changes):
     return LoopSettings(**{**base, **changes})
 
 
-def _train(V, objective, optimizer, **changes):
+def _train(V, objective, optimizer, generator=None, validation=None, **changes):
     kw = dict(lr=optimizer.defaults["lr"], max_iter=100, tol=1e-6, n_iter_no_change=5)
-    return train(V, objective, optimizer, **{**kw, **changes})
+    return train(V, objective, optimizer, LoopSettings(**{**kw, **changes}),
+                 generator=generator, validation=validation)
 
 
 # ------------------------------------------------------------------------ settings and step
