@@ -17,6 +17,7 @@ exact quadratic in ``V`` with Hessian ``2 * I``: ``||V - C||**2 + const`` per ou
 Coefficients are reported in the raw monomial basis through the exact binomial basis change.
 """
 
+import copy
 import math
 
 import numpy as np
@@ -198,6 +199,13 @@ class Whitening:
         self.rank = n_design
         self.M = self._inverse = torch.eye(n_design, dtype=R_aug.dtype, device=R_aug.device)
         return self
+
+    def output(self, k):
+        """The same whitening with the statistics of output ``k`` alone (``C``, ``resid``)."""
+        one = copy.copy(self)
+        if hasattr(self, "C"):
+            one.C, one.resid = self.C[:, k : k + 1], self.resid[k : k + 1]
+        return one
 
     def to_params(self, theta_t):
         """Parameters ``V`` closest to given design coefficients (exact when in the kept span)."""

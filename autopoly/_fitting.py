@@ -182,7 +182,7 @@ def _warn_lbfgs_minibatches(spec, batch_size):
             "short of the optimum. Use batch_size=None, or a first-order optimizer such as "
             "'adam' for mini-batches.",
             UserWarning,
-            stacklevel=5,
+            stacklevel=6,
         )
 
 
@@ -195,10 +195,86 @@ def solve(spec, setup, R_aug, weight_sum, y_ndim, *, rows=None, validation=None,
     the squared error is minimized from it directly; ``rows`` (a source) supplies a row-wise
     objective for other losses and mini-batches. ``epoch`` runs one epoch of a stream (one
     iteration, the step kept whatever its loss, no convergence judgement).
+
+    The outputs of a multi-output fit are independent problems: each gets its own optimizer and
+    stopping rule (:func:`_independent_outputs`), so that it stops where its own fit would.
     """
     if not bool(torch.isfinite(R_aug).all()):
         raise terms_overflow(spec, setup)
     whitening = whiten(spec, setup, R_aug, weight_sum)
+    scorer = validation(whitening) if validation is not None else None
+    loop = dict(generator=generator, n_rows=n_rows, epoch=epoch)
+    if _independent_outputs(spec, setup, rows, scorer, epoch):
+        parts = [
+            _optimize(spec, setup.output(k), whitening.output(k), weight_sum,
+                      None if rows is None else rows.output(k),
+                      None if previous_theta is None else previous_theta[:, k : k + 1],
+                      None, None, **{**loop, "generator": spec.generator()})
+            for k in range(setup.n_outputs)
+        ]
+        result = merge_results([p[0] for p in parts])
+        theta_t = np.hstack([p[1] for p in parts])
+        optimizer, state = parts[0][2], None
+    else:
+        result, theta_t, optimizer = _optimize(
+            spec, setup, whitening, weight_sum, rows, previous_theta, optimizer_state, scorer,
+            **loop,
+        )
+        # Only a row-wise partial_fit resumes the optimizer; the quadratic restarts it.
+        state = None if rows is None else state_to_numpy(optimizer.state_dict())
+    theta = theta_t * setup.scaling.y_scale + _intercept_row(
+        setup.scaling.y_offset, setup.terms.fit_intercept, theta_t.shape[0]
+    )
+    with np.errstate(over="ignore", invalid="ignore"):
+        raw = setup.basis_change @ theta
+    if not np.isfinite(raw).all():
+        raise raw_basis_overflow(setup.scaling, setup.terms.max_degree)
+    stream = StreamState(
+        R=R_aug.detach().cpu().numpy(), weight_sum=weight_sum, scaling=setup.scaling,
+        optimizer_state=state, complete=complete, conditioned=spec.conditioning,
+    )
+    fitted = FittedPolynomial(
+        terms=setup.terms, theta=theta, x_offset=setup.scaling.x_offset,
+        x_scale=setup.scaling.x_scale, single_output=y_ndim == 1, device=str(setup.device),
+    )
+    return FitOutcome(
+        fitted=fitted, raw=raw, powers=setup.powers, train=result, stream=stream,
+        validated=scorer is not None, optimizer_name=type(optimizer).__name__,
+    )
+
+
+def _independent_outputs(spec, setup, rows, scorer, epoch):
+    """Whether to fit the outputs one by one: several outputs of a built-in loss.
+
+    Not for a callable loss (one number for all outputs), early stopping (one validation
+    score for all), one epoch of a stream (no convergence judged) or rows on a cluster (each
+    evaluation is a round trip for all outputs at once).
+    """
+    return (
+        setup.n_outputs > 1 and spec.loss_name != "callable" and scorer is None and not epoch
+        and (rows is None or hasattr(rows, "output"))
+    )
+
+
+def merge_results(parts):
+    """One :class:`TrainResult` for outputs fitted one by one (curves: mean over outputs)."""
+    longest = max(len(p.loss_curve) for p in parts)
+    # An output that stopped early keeps its last value for the rest of the curve.
+    curves = np.array([p.loss_curve + p.loss_curve[-1:] * (longest - len(p.loss_curve))
+                       for p in parts])
+    stalled = [p.stalled_gradient for p in parts if p.stalled_gradient is not None]
+    return TrainResult(
+        V=None, n_iter=max(p.n_iter for p in parts),
+        converged=all(p.converged for p in parts),
+        loss_curve=[float(v) for v in curves.mean(0)],
+        best_loss=float(np.mean([p.best_loss for p in parts])),
+        stalled_gradient=max(stalled) if stalled else None,
+    )
+
+
+def _optimize(spec, setup, whitening, weight_sum, rows, previous_theta, optimizer_state,
+              scorer, *, generator, n_rows, epoch):
+    """One optimizer loop: ``(TrainResult, design coefficients in target units, optimizer)``."""
     if rows is None:
         # The whitened quadratic already holds the L2 part of the penalty.
         objective = StatsObjective(
@@ -208,7 +284,6 @@ def solve(spec, setup, R_aug, weight_sum, y_ndim, *, rows=None, validation=None,
         objective = rows.objective(
             spec, setup, whitening, penalty(spec, setup, whitening, weight_sum)
         )
-    scorer = validation(whitening) if validation is not None else None
     batch_size = None if rows is None else spec.batch_rows(n_rows)
     _warn_lbfgs_minibatches(spec, batch_size)
     V = initial_params(setup, whitening, previous_theta)
@@ -222,27 +297,7 @@ def solve(spec, setup, R_aug, weight_sum, y_ndim, *, rows=None, validation=None,
     )
     result = train(V, objective, optimizer, settings, generator=generator, validation=scorer)
     theta_t = (whitening.M @ result.V.detach()).cpu().to(torch.float64).numpy()
-    theta = theta_t * setup.scaling.y_scale + _intercept_row(
-        setup.scaling.y_offset, setup.terms.fit_intercept, theta_t.shape[0]
-    )
-    with np.errstate(over="ignore", invalid="ignore"):
-        raw = setup.basis_change @ theta
-    if not np.isfinite(raw).all():
-        raise raw_basis_overflow(setup.scaling, setup.terms.max_degree)
-    stream = StreamState(
-        R=R_aug.detach().cpu().numpy(), weight_sum=weight_sum, scaling=setup.scaling,
-        # Only a row-wise partial_fit resumes the optimizer; the quadratic restarts it.
-        optimizer_state=None if rows is None else state_to_numpy(optimizer.state_dict()),
-        complete=complete, conditioned=spec.conditioning,
-    )
-    fitted = FittedPolynomial(
-        terms=setup.terms, theta=theta, x_offset=setup.scaling.x_offset,
-        x_scale=setup.scaling.x_scale, single_output=y_ndim == 1, device=str(setup.device),
-    )
-    return FitOutcome(
-        fitted=fitted, raw=raw, powers=setup.powers, train=result, stream=stream,
-        validated=scorer is not None, optimizer_name=type(optimizer).__name__,
-    )
+    return result, theta_t, optimizer
 
 
 def convergence_warning(spec, outcome) -> Optional[str]:

@@ -5,7 +5,7 @@ the loss and the raw coefficients, then returns a frozen :class:`Setup` that eve
 rows reads.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -38,6 +38,13 @@ class Setup:
     @property
     def n_outputs(self):
         return self.scaling.y_offset.shape[0]
+
+    def output(self, k):
+        """The same setup for output ``k`` alone (its target scaling)."""
+        scaling = Scaling(self.scaling.x_offset, self.scaling.x_scale,
+                          self.scaling.y_offset[k : k + 1], self.scaling.y_scale[k : k + 1])
+        return replace(self, scaling=scaling, y_offset=self.y_offset[k : k + 1],
+                       y_scale=self.y_scale[k : k + 1])
 
     def on(self, device):
         """The same setup computing on another device (e.g. a Dask worker's CPU)."""

@@ -178,6 +178,10 @@ class ArraySource:
         val, tr = np.sort(perm[:n_val]), np.sort(perm[n_val:])
         return self._subset(tr), self._subset(val)
 
+    def output(self, k):
+        """The same rows with output ``k`` alone as the target."""
+        return ArraySource(self.X, self.y[:, k : k + 1], self.w, 2)
+
     def _subset(self, index):
         if self.device is not None:
             index = torch.as_tensor(index, device=self.device)

@@ -442,3 +442,28 @@ def test_builtin_fast_paths_equal_the_generic_callable_path(loss, conditioning):
     rtol = 1e-5 if loss == "squared_error" and conditioning else 1e-7
     assert_allclose(fast.coef_, slow.coef_, rtol=rtol, atol=1e-9)
     assert_allclose(fast.loss_curve_, slow.loss_curve_, rtol=rtol)
+
+
+@pytest.mark.parametrize("params", [
+    {}, {"loss": "huber"}, {"loss": "absolute_error"}, {"alpha": 3.0, "l1_ratio": 0.5},
+    {"loss": "huber", "alpha": 1.0}, {"optimizer": "sgd", "lr": 0.25},
+], ids=["squared", "huber", "absolute", "elastic-net", "huber-ridge", "sgd"])
+def test_each_output_of_a_multi_output_fit_stops_where_its_own_fit_stops(params):
+    # Outputs of very different scales and difficulty: one shared stopping rule would stop
+    # the easy ones late and the hard ones early.
+    rng = np.random.default_rng(21)
+    X = rng.uniform(-2, 2, (300, 2))
+    Y = np.column_stack([
+        X[:, 0] ** 2 + 0.3 * rng.standard_t(2, 300),
+        1000 * (X[:, 1] - X[:, 0] * X[:, 1]) + 50 * rng.standard_t(2, 300),
+        1e-3 * (X[:, 0] + rng.standard_normal(300)),
+    ])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        joint = TorchPolyRegressor(**params).fit(X, Y)
+        for k in range(Y.shape[1]):
+            alone = TorchPolyRegressor(**params).fit(X, Y[:, k])
+            scale = np.abs(alone.coef_).max()
+            assert_allclose(joint.coef_[k], alone.coef_, rtol=0, atol=1e-8 * scale)
+            assert joint.intercept_[k] == pytest.approx(alone.intercept_, rel=1e-8, abs=1e-8 * scale)
+            assert joint.n_iter_ >= alone.n_iter_
