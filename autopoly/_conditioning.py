@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ._features import binomial_basis_change
+from ._rank import involved_terms, rank_tolerance, reveal_rank, surely_full_rank
 
 
 def input_scaling(lo, hi, centre):
@@ -117,14 +118,9 @@ def gram_is_accurate(R, max_cond=1e3):
     return bool(torch.isfinite(cond)) and float(cond) < max_cond
 
 
-# Relative ridge for numerically rank-deficient terms (condition number above ~1e12).
+# Relative ridge for the numerically rank-deficient terms of penalized fits and of row-wise
+# streams (the least-squares fit drops those terms instead; see ``Whitening``).
 RIDGE = 1e-7
-
-
-def _well_conditioned(U, U_inv, eps):
-    """Condition number (1-norm, within a factor n of the 2-norm one) below ~1e12 in float64."""
-    cond = torch.linalg.matrix_norm(U, 1) * torch.linalg.matrix_norm(U_inv, 1)
-    return bool(torch.isfinite(cond)) and float(cond) < 0.01 / (eps * U.shape[0])
 
 
 def _append_rows(R, Z, rows):
@@ -144,28 +140,42 @@ def _append_rows(R, Z, rows):
 
 
 class Whitening:
-    """The map from optimizer parameters ``V`` (n_design x n_outputs) to design coefficients.
+    """The map from optimizer parameters ``V`` (rank x n_outputs) to design coefficients.
 
     Built from the triangular factor of ``sqrt(w) * [D, t] / sqrt(sum(w))``, columns scaled to
     unit norm. A well-conditioned factor is simply inverted (``M = R^-1``, a triangular solve),
-    which makes ``D @ M`` orthonormal. A numerically rank-deficient one (more terms than rows,
-    duplicated features) first gets ``sqrt(ridge) * I`` appended as extra rows, so the
-    squared-error objective gains that ridge (``1e-7`` on unit-norm columns, more only where
-    the dtype's precision needs it): it then has a unique optimum, close to the minimum-norm
-    solution in the column-scaled basis, and rounding noise in the directions the data do not
-    determine is damped instead of amplified (repeated rows and integer weights then agree to
-    1e-9).
+    which makes ``D @ M`` orthonormal.
+
+    A numerically rank-deficient factor (more terms than rows, too few distinct values,
+    duplicated or constant features: a singular value below
+    :func:`~autopoly._rank.rank_tolerance` times the largest) is handled in one of two ways:
+
+    - ``truncate=True`` (least squares without a penalty, over all the rows): ``M`` keeps only
+      the ``rank`` directions the rows determine (``M = W_r / s_r`` from the singular value
+      decomposition ``Rs = U diag(s) W.T``), so ``D @ M`` is again orthonormal, with ``rank``
+      columns, and the squared error is exactly that of the data (no ridge: the fitted values
+      reach the least-squares optimum). The undetermined directions are kept as ``null``
+      (design coefficients, ``n_design x (n_design - rank)``) for
+      :func:`~autopoly._rank.min_norm_theta`, which picks the minimum-norm solution in the raw
+      basis, and ``involved`` lists the design columns they involve;
+    - otherwise (a lasso penalty, whose optimum depends on every direction, or a row-wise
+      stream whose whitening comes from its first batch and must leave room for later rows)
+      ``sqrt(ridge) * I`` is appended as extra rows, so that the objective gains that ridge
+      (``1e-7`` on unit-norm columns, more only where the dtype's precision needs it) and has
+      a unique optimum: rounding noise in the undetermined directions is damped instead of
+      amplified.
 
     With ``penalty_root`` (a matrix ``P`` whose ``P.T @ P`` is the Hessian of an L2 penalty in
     the design coefficients, divided by the squared target scale), ``P`` is appended the same
-    way first, so that ridge fits are exactly conditioned too; ``C`` and ``resid`` then describe
-    loss plus penalty. The rows are appended by QR, never by forming a Gram matrix, so float32
-    keeps its accuracy.
+    way first, so that ridge fits are exactly conditioned too and a user's ridge makes any
+    design full-rank; ``C`` and ``resid`` then describe loss plus penalty. The rows are
+    appended by QR, never by forming a Gram matrix, so float32 keeps its accuracy.
 
-    Either way, the squared error is ``||V - C||**2 + resid`` per output.
+    Either way, the squared error is ``||V - C||**2 + resid`` per output. ``n_rows`` (the rows
+    behind the factor, when known) enters the rank tolerance.
     """
 
-    def __init__(self, R_aug, n_design, penalty_root=None):
+    def __init__(self, R_aug, n_design, penalty_root=None, *, truncate=False, n_rows=None):
         R = R_aug[:n_design, :n_design]
         Z = R_aug[:n_design, n_design:]
         R_tt = R_aug[n_design:, n_design:]
@@ -176,13 +186,20 @@ class Whitening:
         eps = torch.finfo(R.dtype).eps
         eye = torch.eye(n_design, dtype=R.dtype, device=R.device)
         self.rank = n_design
+        self.null = None
+        self.involved = None
         if penalty_root is not None:
             # Squared error plus an L2 term is again a least-squares problem: rows appended.
             Rs, Z, extra = _append_rows(Rs, Z, penalty_root / col)
             resid = resid + extra
         R_inv = torch.linalg.solve_triangular(Rs, eye, upper=True)
-        if not _well_conditioned(Rs, R_inv, eps):
-            # The ridge keeps the condition number near 1 / sqrt(ridge), well inside the bound.
+        tol = rank_tolerance(R.dtype, n_design, n_rows)
+        reveal = None if surely_full_rank(Rs, R_inv, tol) else reveal_rank(Rs, tol)
+        if reveal is not None and reveal.rank < n_design:
+            if truncate:
+                self._keep_determined(reveal, col, Z, resid)
+                return
+            # The ridge keeps the condition number near 1 / sqrt(ridge).
             ridge = max(RIDGE, (100 * eps * n_design) ** 2)
             Rs, Z, extra = _append_rows(Rs, Z, math.sqrt(ridge) * eye)
             resid = resid + extra
@@ -192,11 +209,38 @@ class Whitening:
         self.C = Z
         self.resid = resid
 
+    def _keep_determined(self, reveal, col, Z, resid):
+        """Parametrize the ``rank`` determined directions only (float64 SVD, then the dtype)."""
+        r = reveal.rank
+        dtype = Z.dtype
+        col = col.to(torch.float64)
+        U_r, s_r, W_r = reveal.U[:, :r], reveal.s[:r], reveal.W[:, :r]
+        Z64 = Z.to(torch.float64)
+        C = U_r.T @ Z64
+        # The part of the projected targets outside the determined span is residual too.
+        outside = Z64 - U_r @ C
+        M = (W_r / s_r) / col[:, None]
+        inverse = (s_r[:, None] * W_r.T) * col  # V = S_r W_r.T (col * theta)
+        if r == 0:
+            # No term is determined (every term vanishes on the rows): one parameter that
+            # moves nothing, as optimizers need at least one.
+            M, inverse = M.new_zeros((M.shape[0], 1)), M.new_zeros((1, M.shape[0]))
+            C = C.new_zeros((1, C.shape[1]))
+        self.rank = M.shape[1]
+        self.M = M.to(dtype)
+        self._inverse = inverse.to(dtype)
+        self.C = C.to(dtype)
+        self.resid = resid + (outside * outside).sum(0).to(dtype)
+        W_null = reveal.W[:, r:]
+        self.null = (W_null / col[:, None]).cpu().numpy()
+        self.involved = involved_terms(W_null)
+
     @classmethod
     def identity(cls, R_aug, n_design):
         """No whitening: the parameters are the design coefficients themselves."""
         self = cls.__new__(cls)
         self.rank = n_design
+        self.null = self.involved = None
         self.M = self._inverse = torch.eye(n_design, dtype=R_aug.dtype, device=R_aug.device)
         return self
 

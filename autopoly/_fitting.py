@@ -22,6 +22,7 @@ from ._data_pass import DesignMap, chunk_slices
 from ._device import prediction_device
 from ._objective import StatsObjective, _Penalty
 from ._optim import is_lbfgs, make_optimizer, state_to_numpy, state_to_torch
+from ._rank import min_norm_theta, warn_rank_deficiency
 from ._setup import make_setup, raw_basis_overflow, terms_overflow
 from ._sources import to_tensor, validation_scorer
 from ._state import FittedPolynomial, StreamState
@@ -108,7 +109,8 @@ def partial_fit(spec, source, stream=None, previous_theta=None):
     else:
         R = qr.R
     if stats:
-        return solve(spec, setup, R, weight_sum, source.y_ndim, previous_theta=previous_theta)
+        return solve(spec, setup, R, weight_sum, source.y_ndim, previous_theta=previous_theta,
+                     n_rows=source.n_rows)
     # This batch's rows are not in R: check their terms against the fixed scaling here.
     source.check_terms_range(spec, setup)
     return solve(
@@ -122,8 +124,13 @@ def partial_fit(spec, source, stream=None, previous_theta=None):
 # ------------------------------------------------------------------------ the solve
 
 
-def whiten(spec, setup, R_aug, weight_sum):
-    """The whitening of the design from its triangular factor (L2 penalty folded in)."""
+def whiten(spec, setup, R_aug, weight_sum, *, n_rows=None, stream_epoch=False):
+    """The whitening of the design from its triangular factor (L2 penalty folded in).
+
+    Without a penalty, the directions the rows do not determine are left out of the
+    parametrization (see :class:`~autopoly._conditioning.Whitening`), except in a row-wise
+    stream (``stream_epoch``), whose whitening comes from its first batch only.
+    """
     qr = ChunkedQR()
     qr.R = R_aug
     n_design = setup.n_design
@@ -137,7 +144,8 @@ def whiten(spec, setup, R_aug, weight_sum):
         penalty_root = math.sqrt(spec.alpha * (1 - spec.l1_ratio) / weight_sum) * _terms_map(
             setup
         )
-    return Whitening(R, n_design, penalty_root)
+    truncate = spec.alpha == 0 and not stream_epoch
+    return Whitening(R, n_design, penalty_root, truncate=truncate, n_rows=n_rows)
 
 
 def _terms_map(setup):
@@ -201,7 +209,10 @@ def solve(spec, setup, R_aug, weight_sum, y_ndim, *, rows=None, validation=None,
     """
     if not bool(torch.isfinite(R_aug).all()):
         raise terms_overflow(spec, setup)
-    whitening = whiten(spec, setup, R_aug, weight_sum)
+    whitening = whiten(spec, setup, R_aug, weight_sum, n_rows=n_rows, stream_epoch=epoch)
+    if whitening.null is not None:
+        # solve <- fit or partial_fit <- the estimator's method <- sklearn's _fit_context.
+        warn_rank_deficiency(setup, whitening, stacklevel=5)
     scorer = validation(whitening) if validation is not None else None
     loop = dict(generator=generator, n_rows=n_rows, epoch=epoch)
     if _independent_outputs(spec, setup, rows, scorer, epoch):
@@ -225,6 +236,13 @@ def solve(spec, setup, R_aug, weight_sum, y_ndim, *, rows=None, validation=None,
     theta = theta_t * setup.scaling.y_scale + _intercept_row(
         setup.scaling.y_offset, setup.terms.fit_intercept, theta_t.shape[0]
     )
+    if whitening.null is not None:
+        # Every solution fits the rows equally well: report the one of least raw norm, and
+        # keep theta (which predict uses) the same polynomial as the raw coefficients.
+        with np.errstate(over="ignore", invalid="ignore"):
+            theta = min_norm_theta(
+                theta, whitening.null, setup.basis_change, setup.terms.fit_intercept
+            )
     with np.errstate(over="ignore", invalid="ignore"):
         raw = setup.basis_change @ theta
     if not np.isfinite(raw).all():

@@ -1,0 +1,142 @@
+"""Rank-deficient designs: the numerical rank, the warning, and the minimum-norm solution.
+
+Rows that do not determine every coefficient (more terms than rows, fewer distinct values than
+the degree needs, duplicated or constant features) leave the least-squares fitted values unique
+but the coefficients free along the design's null space. Like
+:class:`~sklearn.linear_model.LinearRegression` (and ``numpy.linalg.lstsq``), the fit then
+returns the solution whose raw coefficients of the terms (``coef_``, the intercept left out) have
+the smallest Euclidean norm. Three steps, each where its data live:
+
+1. :func:`reveal_rank` decides the rank from the singular values of the triangular factor of
+   the whitened design (``z`` in ``[-1, 1]``, columns scaled to unit norm), where every
+   determined direction stands well clear of rounding; :class:`~autopoly._conditioning.Whitening`
+   then gives the optimizer the determined directions only (no ridge: the fitted values reach
+   the least-squares optimum) and keeps the undetermined ones aside as ``null``;
+2. the optimizer finds one solution, ``theta``, in those directions;
+3. :func:`min_norm_theta` moves it along ``null`` to the solution of least raw norm: a small
+   least-squares problem in the raw basis, no pass over the rows.
+"""
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ._features import term_names
+
+
+class RankDeficiencyWarning(UserWarning):
+    """The rows do not determine every coefficient of the polynomial.
+
+    Raised by :meth:`~autopoly.TorchPolyRegressor.fit` when the design is numerically
+    rank-deficient (more terms than rows, fewer distinct values than the degree needs,
+    duplicated or constant features) and no L2 penalty makes the solution unique. The fit then
+    returns the minimum-norm least-squares solution, as
+    :class:`~sklearn.linear_model.LinearRegression` does; ``numpy.polyfit`` warns with its
+    ``RankWarning`` in the same situation.
+    """
+
+
+# Singular values below RANK_RTOL * eps * max(n_design, sqrt(n_rows)) times the largest are
+# taken as zero. LAPACK's and numpy.linalg.lstsq's rule is eps * max(n_rows, n_cols) on the
+# design itself; ours is applied to the whitened factor, where rounding is the only source of a
+# tiny singular value. There the rounding floor of an exactly rank-deficient design (duplicated
+# columns) measures about 0.1 * eps * sqrt(n_rows) (float32: 1e-6 at 1e4 rows, 1e-5 at 1e6;
+# float64: 1e-15 at any size), so sqrt(n_rows) with a margin of 10 rejects it by two orders of
+# magnitude, while a linear n_rows would throw away real directions of float32 fits with many
+# rows (815 Gaussian terms have a relative smallest singular value of 0.03). sklearn's
+# LinearRegression (cond = tol = 1e-6 since 1.9) applies its cutoff to the raw monomials, whose
+# columns differ in scale by powers of x: on data far from zero it discards directions the data
+# do determine (a cubic through four distinct x near 1e3), which the whitened basis keeps.
+RANK_RTOL = 10.0
+
+
+def rank_tolerance(dtype, n_design, n_rows=None):
+    """Relative cutoff on the singular values of the whitened factor (see ``RANK_RTOL``)."""
+    size = max(n_design, math.sqrt(n_rows) if n_rows else 0.0)
+    return RANK_RTOL * torch.finfo(dtype).eps * size
+
+
+@dataclass(frozen=True)
+class RankReveal:
+    """The singular value decomposition ``Rs = U @ diag(s) @ W.T`` (float64) and the rank."""
+
+    U: torch.Tensor
+    s: torch.Tensor
+    W: torch.Tensor
+    rank: int
+
+
+def surely_full_rank(Rs, Rs_inv, tol):
+    """A cheap sufficient test: the 1-norm condition number bounds the 2-norm one within ``n``."""
+    cond = torch.linalg.matrix_norm(Rs, 1) * torch.linalg.matrix_norm(Rs_inv, 1)
+    return bool(torch.isfinite(cond)) and float(cond) * Rs.shape[0] * tol < 1
+
+
+def reveal_rank(Rs, tol):
+    """The numerical rank of ``Rs`` (relative cutoff ``tol``) with its SVD, in float64."""
+    U, s, Wt = torch.linalg.svd(Rs.to(torch.float64))
+    if not bool(torch.isfinite(s).all()) or float(s[0]) == 0.0:
+        rank = 0
+    else:
+        rank = int((s > tol * s[0]).sum())
+    return RankReveal(U=U, s=s, W=Wt.T, rank=rank)
+
+
+def involved_terms(W_null, cutoff=1e-3):
+    """Design columns with a share above ``cutoff`` in the undetermined directions."""
+    share = (W_null * W_null).sum(1)
+    return np.flatnonzero(share.cpu().numpy() > cutoff)
+
+
+def min_norm_theta(theta, null, basis_change, fit_intercept):
+    """The solution ``theta + null @ a`` whose raw term coefficients have the least norm.
+
+    ``theta`` (n_design x n_outputs) is any least-squares solution in design coefficients,
+    ``null`` (n_design x n_null) spans the directions that change no fitted value, and
+    ``basis_change`` maps design coefficients to raw ones. The raw coefficients of the terms
+    (the intercept left out, as LinearRegression leaves it out of the norm it minimizes) are
+    ``S @ (theta + null @ a)``; the least norm is an ordinary least-squares problem in ``a``.
+    ``S @ null`` has full column rank: a null direction cannot be the intercept alone.
+    """
+    S = basis_change[int(fit_intercept) :]
+    S_null = S @ null
+    # The columns of S_null differ in scale by powers of the inputs' offset: scale them first.
+    norms = np.linalg.norm(S_null, axis=0)
+    norms[~(norms > 0)] = 1.0
+    a, *_ = np.linalg.lstsq(S_null / norms, -(S @ theta), rcond=None)
+    return theta + null @ (a / norms[:, None])
+
+
+def rank_message(setup, rank, involved, max_names=8):
+    """The text of the :class:`RankDeficiencyWarning`: rank, collinear terms, remedies."""
+    n_design = setup.n_design
+    fit_intercept = setup.terms.fit_intercept
+    names = list(term_names(setup.powers, [f"x{i}" for i in range(setup.powers.shape[1])]))
+    if fit_intercept:
+        names = ["1 (the intercept)"] + names
+    listed = [names[j] for j in involved[:max_names]]
+    more = len(involved) - len(listed)
+    terms = ", ".join(listed) + (f" and {more} more" if more > 0 else "")
+    columns = (
+        f"the intercept and {n_design - 1} term(s)" if fit_intercept else f"{n_design} term(s)"
+    )
+    return (
+        f"The polynomial's design ({columns}) has numerical rank {rank} on these rows, so the "
+        f"data do not determine {n_design - rank} combination(s) of its coefficients; the "
+        f"terms involved are {terms}. The fit returns the minimum-norm least-squares solution "
+        "in the raw monomial basis, as sklearn.linear_model.LinearRegression does. Lower the "
+        "degree, drop duplicated or constant features, fit more distinct rows, or set "
+        "alpha > 0 (with l1_ratio < 1) for a ridge penalty that makes the solution unique."
+    )
+
+
+def warn_rank_deficiency(setup, whitening, stacklevel):
+    """Warn once per fit that ``whitening`` dropped undetermined directions."""
+    warnings.warn(
+        rank_message(setup, setup.n_design - whitening.null.shape[1], whitening.involved),
+        RankDeficiencyWarning,
+        stacklevel=stacklevel + 1,
+    )
