@@ -195,7 +195,7 @@ class Whitening:
         R_inv = torch.linalg.solve_triangular(Rs, eye, upper=True)
         tol = rank_tolerance(R.dtype, n_design, n_rows)
         reveal = None if surely_full_rank(Rs, R_inv, tol) else reveal_rank(Rs, tol)
-        if reveal is not None and reveal.rank < n_design:
+        if reveal is not None:
             if truncate:
                 self._keep_determined(reveal, col, Z, resid)
                 return

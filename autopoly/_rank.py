@@ -75,14 +75,25 @@ def surely_full_rank(Rs, Rs_inv, tol):
     return bool(torch.isfinite(cond)) and float(cond) * Rs.shape[0] * tol < 1
 
 
-def reveal_rank(Rs, tol):
-    """The numerical rank of ``Rs`` (relative cutoff ``tol``) with its SVD, in float64."""
-    U, s, Wt = torch.linalg.svd(Rs.to(torch.float64))
+def _numerical_rank(s, tol):
     if not bool(torch.isfinite(s).all()) or float(s[0]) == 0.0:
-        rank = 0
-    else:
-        rank = int((s > tol * s[0]).sum())
-    return RankReveal(U=U, s=s, W=Wt.T, rank=rank)
+        return 0
+    return int((s > tol * s[0]).sum())
+
+
+def reveal_rank(Rs, tol):
+    """The numerical rank of ``Rs`` (relative cutoff ``tol``), in float64.
+
+    None when it is full (the singular values alone decide, at half the cost of the vectors),
+    else a :class:`RankReveal` with the full decomposition.
+    """
+    Rs = Rs.to(torch.float64)
+    if _numerical_rank(torch.linalg.svdvals(Rs), tol) == Rs.shape[1]:
+        return None
+    U, s, Wt = torch.linalg.svd(Rs)
+    rank = _numerical_rank(s, tol)
+    # The two routines may round a singular value at the cutoff to either side.
+    return None if rank == Rs.shape[1] else RankReveal(U=U, s=s, W=Wt.T, rank=rank)
 
 
 def involved_terms(W_null, cutoff=1e-3):
