@@ -110,7 +110,8 @@ def run_fit(args):
     from ._regressor import TorchPolyRegressor
 
     model = TorchPolyRegressor(
-        degree=args.degree, loss=args.loss, alpha=args.alpha, optimizer=args.optimizer,
+        degree=args.degree, loss=args.loss, quantile=args.quantile, alpha=args.alpha,
+        optimizer=args.optimizer,
         lr=args.lr, max_iter=args.max_iter, device=args.device, random_state=args.random_state,
         verbose=args.verbose,
     )
@@ -275,6 +276,10 @@ def build_parser():
     fit.add_argument(
         "--loss", choices=LOSSES, default="squared_error",
         help="data-fit loss (default: %(default)s)",
+    )
+    fit.add_argument(
+        "--quantile", type=_bounded("number", 0, strict=True), default=0.5,
+        help="the quantile that --loss quantile predicts, in (0, 1) (default: %(default)s)",
     )
     fit.add_argument(
         "--alpha", type=_bounded("number", 0), default=0.0,

@@ -20,13 +20,14 @@ from sklearn.exceptions import ConvergenceWarning
 from ._conditioning import ChunkedQR, Whitening
 from ._data_pass import DesignMap, chunk_slices
 from ._device import prediction_device
-from ._objective import StatsObjective, _Penalty
 from ._optim import is_lbfgs, make_optimizer, state_to_numpy, state_to_torch
 from ._rank import min_norm_theta, warn_rank_deficiency
 from ._setup import make_setup, raw_basis_overflow, terms_overflow
 from ._sources import to_tensor, validation_scorer
 from ._state import FittedPolynomial, StreamState
+from ._objective import RowObjective, StatsObjective, _Penalty
 from ._train import LoopSettings, TrainResult, train
+from ._vertex import refine
 
 # Problems with more design entries than this take the faster Gram route for their
 # statistics (when it is accurate); smaller ones keep every digit of the QR route. The thread
@@ -314,14 +315,40 @@ def _optimize(spec, setup, whitening, weight_sum, rows, previous_theta, optimize
         n_rows=n_rows, keep_best=not epoch, smooth=spec.smooth, verbose=spec.verbose,
     )
     result = train(V, objective, optimizer, settings, generator=generator, validation=scorer)
+    if (spec.piecewise_linear and spec.alpha == 0 and not epoch and scorer is None
+            and isinstance(objective, RowObjective) and objective.chunks is None
+            and setup.n_outputs == 1):
+        _to_vertex(spec, objective, result)
     theta_t = (whitening.M @ result.V.detach()).cpu().to(torch.float64).numpy()
     return result, theta_t, optimizer
+
+
+def _to_vertex(spec, objective, result):
+    """Move a piecewise-linear fit to its linear program's certified optimum (``_vertex``)."""
+    B = objective.design(None).detach()
+    t = (objective.y[:, 0] - objective.y_offset[0]) / objective.y_scale[0]
+    vertex = refine(B, t, objective.w, spec.quantile, result.V.detach()[:, 0])
+    with torch.no_grad():
+        result.V.copy_(vertex.V[:, None])
+    result.converged = vertex.certified
+    result.stalled_gradient = None
+    result.certificate_violation = vertex.violation
+    # The absolute error is twice the pinball loss at q=0.5; both scale with y.
+    factor = 2.0 if spec.loss_name == "absolute_error" else 1.0
+    result.best_loss = vertex.objective * factor * float(objective.y_scale[0])
 
 
 def convergence_warning(spec, outcome) -> Optional[str]:
     """The ``ConvergenceWarning`` message for an outcome that did not converge, or None."""
     result, name = outcome.train, outcome.optimizer_name
     lbfgs = is_lbfgs(spec.optimizer_class)
+    if result.certificate_violation is not None and not result.converged:
+        return (
+            f"TorchPolyRegressor could not certify the optimum of loss={spec.loss_name}: "
+            "the simplex walk from where the optimizer stopped ended at a vertex whose "
+            "subgradient condition fails (degenerate or ill-conditioned rows); the best point "
+            "found is kept. Rescale X, or try another optimizer or more max_iter."
+        )
     if result.stalled_gradient is not None:
         return (
             f"TorchPolyRegressor stopped after {result.n_iter} iterations without "

@@ -11,7 +11,7 @@ outputs.
 
 import torch
 
-LOSSES = ("squared_error", "huber", "absolute_error")
+LOSSES = ("squared_error", "huber", "absolute_error", "quantile")
 
 
 def _weighted_mean(per_element, weight):
@@ -29,6 +29,16 @@ def absolute_error(y_pred, y_true, weight):
     return _weighted_mean((y_pred - y_true).abs(), weight)
 
 
+def pinball(y_pred, y_true, weight, quantile):
+    """Weighted mean pinball (quantile) loss: ``q * r`` above the prediction, ``(1 - q) * -r`` below.
+
+    ``r = y_true - y_pred``; its minimizer predicts the ``q``-quantile of y given X, as
+    :class:`sklearn.linear_model.QuantileRegressor` does.
+    """
+    r = y_true - y_pred
+    return _weighted_mean(torch.maximum(quantile * r, (quantile - 1) * r), weight)
+
+
 def huber(y_pred, y_true, weight, epsilon):
     """Weighted mean Huber loss: quadratic within ``epsilon`` (in units of y), linear outside.
 
@@ -39,7 +49,7 @@ def huber(y_pred, y_true, weight, epsilon):
     return _weighted_mean(quad * (r - 0.5 * quad), weight)
 
 
-def resolve_loss(loss, epsilon):
+def resolve_loss(loss, epsilon, quantile=0.5):
     """Return ``(name, function)`` for the ``loss`` parameter (a name or a callable).
 
     The function returns per-output losses, shape ``(n_outputs,)``, or ``(1,)`` for a callable.
@@ -52,6 +62,8 @@ def resolve_loss(loss, epsilon):
         return loss, absolute_error
     if loss == "huber":
         return loss, lambda y_pred, y_true, sw: huber(y_pred, y_true, sw, epsilon)
+    if loss == "quantile":
+        return loss, lambda y_pred, y_true, sw: pinball(y_pred, y_true, sw, quantile)
     raise ValueError(
         f"loss={loss!r} is not a known loss; use one of {', '.join(map(repr, LOSSES))} "
         "or a callable (y_pred, y_true, sample_weight) -> scalar tensor."

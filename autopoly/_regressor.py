@@ -64,10 +64,12 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         Only products of distinct features (no powers above one).
     fit_intercept : bool, default=True
         Fit a constant term, reported as ``intercept_`` and never penalized.
-    loss : {'squared_error', 'huber', 'absolute_error'} or callable, default='squared_error'
+    loss : {'squared_error', 'huber', 'absolute_error', 'quantile'} or callable, default='squared_error'
         Data-fit loss. A callable receives ``(y_pred, y_true, sample_weight)`` as torch tensors
         of shapes ``(n, n_outputs)``, ``(n, n_outputs)`` and ``(n,)`` and returns a scalar
         tensor; it should be a weighted mean over samples so that chunked evaluation is exact.
+    quantile : float, default=0.5
+        The quantile that ``loss='quantile'`` (the pinball loss) predicts, in (0, 1).
     epsilon : float, default=1.0
         Huber threshold, in the units of ``y``.
     alpha : float, default=0.0
@@ -197,6 +199,7 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         "interaction_only": ["boolean"],
         "fit_intercept": ["boolean"],
         "loss": [StrOptions(set(LOSSES)), callable],
+        "quantile": [Interval(Real, 0, 1, closed="neither")],
         "epsilon": [Interval(Real, 0, None, closed="neither")],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "l1_ratio": [Interval(Real, 0, 1, closed="both")],
@@ -224,6 +227,7 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         interaction_only=False,
         fit_intercept=True,
         loss="squared_error",
+        quantile=0.5,
         epsilon=1.0,
         alpha=0.0,
         l1_ratio=0.0,
@@ -247,6 +251,7 @@ class TorchPolyRegressor(RegressorMixin, BaseEstimator):
         self.interaction_only = interaction_only
         self.fit_intercept = fit_intercept
         self.loss = loss
+        self.quantile = quantile
         self.epsilon = epsilon
         self.alpha = alpha
         self.l1_ratio = l1_ratio

@@ -133,7 +133,7 @@ def check_target_range(spec, y_scale):
     """
     info = torch.finfo(spec.dtype)
     spread = np.asarray(y_scale, dtype=np.float64)
-    small_power = 1 if spec.loss_name in ("absolute_error", "callable") else 2
+    small_power = 1 if spec.loss_name in ("absolute_error", "quantile", "callable") else 2
     large_power = 2 if spec.loss_name == "squared_error" else 1
     with np.errstate(over="ignore", under="ignore"):
         too_small = ~(spread**small_power > info.tiny)

@@ -26,8 +26,9 @@ class FitSpec:
 
     terms: Terms
     loss: Any  # the parameter as given: a name or the user's callable (for messages)
-    loss_name: str  # 'squared_error', 'huber', 'absolute_error' or 'callable'
+    loss_name: str  # 'squared_error', 'huber', 'absolute_error', 'quantile' or 'callable'
     loss_fn: Callable
+    quantile: float  # of loss='quantile' (0.5 for the absolute error, which it halves)
     alpha: float
     l1_ratio: float
     optimizer_class: type
@@ -72,6 +73,11 @@ class FitSpec:
         return self.loss_name == "squared_error" and not (self.alpha > 0 and self.l1_ratio > 0)
 
     @property
+    def piecewise_linear(self):
+        """The absolute error and the pinball loss: linear programs, solved to a vertex."""
+        return self.loss_name in ("absolute_error", "quantile")
+
+    @property
     def centres_inputs(self):
         """Centring keeps the raw basis only when every lower-degree term exists."""
         return self.terms.fit_intercept and self.terms.min_degree <= 1
@@ -84,13 +90,14 @@ class FitSpec:
 def resolve_spec(est):
     """Check the parameters that need no data and resolve them into a :class:`FitSpec`."""
     lo, hi = degree_range(est.degree, est.fit_intercept)
-    loss_name, loss_fn = resolve_loss(est.loss, est.epsilon)
+    loss_name, loss_fn = resolve_loss(est.loss, est.epsilon, est.quantile)
     rng = check_random_state(est.random_state)
     return FitSpec(
         terms=Terms(lo, hi, bool(est.interaction_only), bool(est.fit_intercept)),
         loss=est.loss,
         loss_name=loss_name,
         loss_fn=loss_fn,
+        quantile=float(est.quantile) if loss_name == "quantile" else 0.5,
         alpha=float(est.alpha),
         l1_ratio=float(est.l1_ratio),
         optimizer_class=resolve_optimizer(est.optimizer),

@@ -56,6 +56,9 @@ class TrainResult:
     # Set when a smooth objective stopped improving far from a stationary point, with this
     # largest gradient: the optimizer oscillates or is stuck, it has not converged.
     stalled_gradient: Optional[float] = None
+    # Piecewise-linear losses: how far the optimality certificate of the final vertex fails
+    # (0.0 when it holds, None when no vertex was sought).
+    certificate_violation: Optional[float] = None
 
 
 @dataclass(frozen=True)
