@@ -36,6 +36,18 @@ class RankDeficiencyWarning(UserWarning):
     returns the minimum-norm least-squares solution, as
     :class:`~sklearn.linear_model.LinearRegression` does; ``numpy.polyfit`` warns with its
     ``RankWarning`` in the same situation.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> import numpy as np
+    >>> from autopoly import RankDeficiencyWarning, TorchPolyRegressor
+    >>> x = np.repeat([0.0, 1.0, 2.0], 4).reshape(-1, 1)  # 3 distinct values, degree 3
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     model = TorchPolyRegressor(degree=3).fit(x, x.ravel() ** 2)
+    >>> any(issubclass(w.category, RankDeficiencyWarning) for w in caught)
+    True
     """
 
 

@@ -225,11 +225,19 @@ def test_other_losses_multi_output_weighted_match_in_memory(loss):
         X_np, Y_np, w_np = dask.compute(X, Y, w)
         model = TorchPolyRegressor(**params).fit(X, Y, sample_weight=w)
     ref = TorchPolyRegressor(**params).fit(X_np, Y_np, sample_weight=w_np)
-    # Same iterations, rounding apart (measured: losses to 1e-15, predictions to 1e-11 of std).
-    assert model.n_iter_ == ref.n_iter_
-    assert_allclose(model.best_loss_, ref.best_loss_, rtol=1e-9)
     pred, ref_pred = model.predict(X_np), ref.predict(X_np)
-    assert np.abs(pred - ref_pred).max() < 1e-6 * Y_np.std()
+    if callable(loss):
+        # Both fit the outputs together: same iterations, rounding apart (measured: losses to
+        # 1e-15, predictions to 1e-11 of std).
+        assert model.n_iter_ == ref.n_iter_
+        assert_allclose(model.best_loss_, ref.best_loss_, rtol=1e-9)
+        assert np.abs(pred - ref_pred).max() < 1e-6 * Y_np.std()
+    else:
+        # In memory each output stops on its own (and the absolute error reaches its exact
+        # vertex); on Dask the outputs share one loop, which stops near the same optimum.
+        assert model.best_loss_ >= ref.best_loss_ * (1 - 1e-9)
+        assert_allclose(model.best_loss_, ref.best_loss_, rtol=1e-3)
+        assert np.abs(pred - ref_pred).max() < 2e-2 * Y_np.std()
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")

@@ -416,7 +416,9 @@ def test_ill_conditioned_large_fit_falls_back_to_qr(monkeypatch):
     assert _digits(np.r_[model.intercept_, model.coef_], exact) > 11
 
 
-@pytest.mark.parametrize("loss", ["squared_error", "huber", "absolute_error"])
+# Not the absolute error: after the optimizer it walks to its certified vertex, which a
+# callable loss (of unknown form) does not.
+@pytest.mark.parametrize("loss", ["squared_error", "huber"])
 @pytest.mark.parametrize("conditioning", [True, False])
 def test_builtin_fast_paths_equal_the_generic_callable_path(loss, conditioning):
     """The single-output shortcuts (folded weights and scalings) change no result."""
