@@ -80,13 +80,7 @@ def explain(exc, X=None, y=None, sample_weight=None):
     msg = str(exc)
     if msg.startswith("Complex data not supported"):
         which = "X" if X is not None and np.iscomplexobj(np.asarray(X)) else "y"
-        what = "features" if which == "X" else "targets"
-        both = "use both parts as features" if which == "X" else "fit both parts as two outputs"
-        return ValueError(
-            f"Complex data not supported: {which} has complex values. TorchPolyRegressor fits "
-            f"real {what}: pass {which}.real, or np.column_stack([{which}.real, {which}.imag]) "
-            f"to {both}."
-        )
+        return _complex_error(which, "np")
     found = re.match(r"Input (X|y|sample_weight) contains (NaN|infinity)", msg)
     if found:
         name, kind = found.groups()
@@ -132,6 +126,22 @@ def explain(exc, X=None, y=None, sample_weight=None):
             )
         return ValueError(f"X has non-numeric values ({msg}). " + _NUMERIC_FIX)
     return exc
+
+
+def _complex_error(name, module):
+    """The message for complex ``X``, ``y`` or ``sample_weight`` (``module``: np or torch)."""
+    if name == "sample_weight":
+        return ValueError(
+            "Complex data not supported: sample_weight has complex values. Weights are real "
+            "and non-negative: pass sample_weight.real or sample_weight.abs()."
+        )
+    what = "features" if name == "X" else "targets"
+    both = "use both parts as features" if name == "X" else "fit both parts as two outputs"
+    return ValueError(
+        f"Complex data not supported: {name} has complex values. TorchPolyRegressor fits "
+        f"real {what}: pass {name}.real, or {module}.column_stack([{name}.real, {name}.imag]) "
+        f"to {both}."
+    )
 
 
 def _first_bad(data, kind):
@@ -217,19 +227,8 @@ def check_tensor(t, name, two_d, finite=True, keep_float=True):
             f"{name} is a sparse torch tensor (layout {t.layout}); TorchPolyRegressor needs "
             f"dense rows: pass {name}.to_dense()."
         )
-    if t.is_complex() and name == "sample_weight":
-        raise ValueError(
-            "Complex data not supported: sample_weight has complex values. Weights are real "
-            "and non-negative: pass sample_weight.real or sample_weight.abs()."
-        )
     if t.is_complex():
-        what = "features" if name == "X" else "targets"
-        both = "use both parts as features" if name == "X" else "fit both parts as two outputs"
-        raise ValueError(
-            f"Complex data not supported: {name} has complex values. TorchPolyRegressor fits "
-            f"real {what}: pass {name}.real, or torch.column_stack([{name}.real, "
-            f"{name}.imag]) to {both}."
-        )
+        raise _complex_error(name, "torch")
     t = t.detach()
     if not (keep_float and t.dtype in _TENSOR_FLOATS):
         t = t.to(torch.float64)
