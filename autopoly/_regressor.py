@@ -13,6 +13,7 @@ from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
 from . import _dask
 from . import _fitting as fitting
 from ._features import term_names
+from ._inference import InferenceMixin
 from ._losses import LOSSES
 from ._persistence import check_state_version, restore_on_error
 from ._scoring import r2_score_tensor
@@ -46,7 +47,7 @@ def _on_device(array, device):
     return tensor.to(device)
 
 
-class TorchPolyRegressor(RegressorMixin, BaseEstimator):
+class TorchPolyRegressor(InferenceMixin, RegressorMixin, BaseEstimator):
     """Polynomial regression whose coefficients are fitted by a ``torch.optim`` optimizer.
 
     The input is expanded into all monomials up to ``degree`` (same terms, order and names as
