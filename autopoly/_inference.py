@@ -81,8 +81,11 @@ class LeastSquares:
 
 
 def least_squares(stream, fitted):
-    """:class:`LeastSquares` from a fit's :class:`~autopoly._state.StreamState` and
-    :class:`~autopoly._state.FittedPolynomial` (no rows are read)."""
+    """The :class:`LeastSquares` statistics of a fit, from its state alone (no rows are read).
+
+    ``stream`` is the fit's :class:`~autopoly._state.StreamState` (the factor, the weight sum,
+    the scaling) and ``fitted`` its :class:`~autopoly._state.FittedPolynomial`.
+    """
     terms, scaling = fitted.terms, stream.scaling
     p, k = fitted.theta.shape
     R = _square(np.asarray(stream.R, dtype=np.float64), p + k)
@@ -91,16 +94,23 @@ def least_squares(stream, fitted):
     y_scale2 = np.asarray(scaling.y_scale, dtype=np.float64) ** 2
     rss = (residual * residual).sum(0) * y_scale2
     # t's squared norm is its column's; the first row is its projection on the constant.
-    kept = targets[int(terms.fit_intercept):]
+    kept = targets[int(terms.fit_intercept) :]
     tss = (kept * kept).sum(0) * y_scale2
-    B = basis_change(terms.powers(fitted.n_features), scaling.x_offset, scaling.x_scale,
-                     terms.fit_intercept)
+    B = basis_change(
+        terms.powers(fitted.n_features), scaling.x_offset, scaling.x_scale, terms.fit_intercept
+    )
     # U = B @ inv(R_d), one backward-stable triangular solve per row of B.
     U = solve_triangular(R_d, B.T, trans="T", lower=False).T
     return LeastSquares(
-        coef=(B @ fitted.theta).T, unscaled_cov=U @ U.T, unscaled_var=(U * U).sum(1), rss=rss,
-        tss=tss, n_obs=float(stream.weight_sum), k_constant=int(terms.fit_intercept),
-        condition_number=_raw_condition_number(R_d, B, U), design_factor=R_d,
+        coef=(B @ fitted.theta).T,
+        unscaled_cov=U @ U.T,
+        unscaled_var=(U * U).sum(1),
+        rss=rss,
+        tss=tss,
+        n_obs=float(stream.weight_sum),
+        k_constant=int(terms.fit_intercept),
+        condition_number=_raw_condition_number(R_d, B, U),
+        design_factor=R_d,
     )
 
 
@@ -233,8 +243,14 @@ class InferenceMixin:
         with np.errstate(divide="ignore", invalid="ignore"):
             t = ls.coef / se
         p_value = 2 * stats.t.sf(np.abs(t), ls.df_resid)
-        return {"coef": ls.coef, "std_err": se, "t": t, "p_value": p_value,
-                "ci_lower": ls.coef - q * se, "ci_upper": ls.coef + q * se}
+        return {
+            "coef": ls.coef,
+            "std_err": se,
+            "t": t,
+            "p_value": p_value,
+            "ci_lower": ls.coef - q * se,
+            "ci_upper": ls.coef + q * se,
+        }
 
     def _fit_statistics(self, ls):
         """``{name: (n_outputs,) array}`` of the goodness-of-fit statistics."""
@@ -248,9 +264,16 @@ class InferenceMixin:
             else:
                 f = f_p = np.full_like(ls.rss, np.nan)
             llf = -n / 2 * (math.log(2 * math.pi) + np.log(ls.rss / n) + 1)
-        return {"r2": r2, "adj_r2": adj, "f": f, "f_p": f_p, "llf": llf,
-                "aic": -2 * llf + 2 * p, "bic": -2 * llf + math.log(n) * p,
-                "s": np.sqrt(ls.scale)}
+        return {
+            "r2": r2,
+            "adj_r2": adj,
+            "f": f,
+            "f_p": f_p,
+            "llf": llf,
+            "aic": -2 * llf + 2 * p,
+            "bic": -2 * llf + math.log(n) * p,
+            "s": np.sqrt(ls.scale),
+        }
 
     # ---------------------------------------------------------------------- public API
 
@@ -406,8 +429,12 @@ class InferenceMixin:
         names = self._term_names()
         blocks = [
             _summary_block(
-                None if self._fitted.single_output else k, ls, {c: v[k] for c, v in fit.items()},
-                {c: v[k] for c, v in columns.items()}, names, level,
+                None if self._fitted.single_output else k,
+                ls,
+                {c: v[k] for c, v in fit.items()},
+                {c: v[k] for c, v in columns.items()},
+                names,
+                level,
             )
             for k in range(ls.coef.shape[0])
         ]
@@ -467,11 +494,9 @@ def _summary_block(target, ls, fit, columns, names, level, width=78):
         ("Observations:", f"{ls.n_obs:g}", "R-squared:", _format(fit["r2"], 0)),
         ("Df residuals:", f"{ls.df_resid:g}", "Adj. R-squared:", _format(fit["adj_r2"], 0)),
         ("Df model:", f"{ls.df_model:g}", "F-statistic:", _format(fit["f"], 0)),
-        ("Residual std. error:", _format(fit["s"], 0), "Prob (F-statistic):",
-         f"{fit['f_p']:.3g}"),
+        ("Residual std. error:", _format(fit["s"], 0), "Prob (F-statistic):", f"{fit['f_p']:.3g}"),
         ("Log-likelihood:", _format(fit["llf"], 0), "AIC:", _format(fit["aic"], 0)),
-        ("Cond. no. (raw design):", f"{ls.condition_number:.3g}", "BIC:",
-         _format(fit["bic"], 0)),
+        ("Cond. no. (raw design):", f"{ls.condition_number:.3g}", "BIC:", _format(fit["bic"], 0)),
     ]
     half = (width - 2) // 2
     lines = [title.center(width).rstrip(), "=" * width]
