@@ -157,6 +157,29 @@ class InferenceMixin:
     batches, no early stopping, a full-rank design) and read only the statistics every such
     fit keeps, never the training rows: their cost does not grow with the number of rows.
     See the user guide's page on inference for the formulas and conventions.
+
+    See Also
+    --------
+    statsmodels.regression.linear_model.OLS : The same statistics from the raw design.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from autopoly import TorchPolyRegressor
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.uniform(0, 10, size=(30, 1))
+    >>> y = 2 + 0.5 * x[:, 0] - 0.1 * x[:, 0] ** 2 + 0.1 * rng.standard_normal(30)
+    >>> model = TorchPolyRegressor(degree=2).fit(x, y)
+    >>> model.std_errors().shape  # [intercept, x0, x0^2]
+    (3,)
+    >>> table = model.coef_table()
+    >>> list(table.index), list(table.columns)
+    (['intercept', 'x0', 'x0^2'], ['coef', 'std_err', 't', 'p_value', 'ci_lower', 'ci_upper'])
+    >>> true = [2, 0.5, -0.1]
+    >>> bool(((table["ci_lower"] < true) & (true < table["ci_upper"])).all())
+    True
+    >>> model.predict_interval([[5.0]], kind="confidence").shape
+    (1, 2)
     """
 
     # ------------------------------------------------------------------------- helpers
