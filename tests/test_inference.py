@@ -138,6 +138,17 @@ def test_weighted_fit_matches_statsmodels_glm_freq_weights(integer):
             _check_against(model, ols, k, False, X_new, _raw_design(X_new, 2, True))
 
 
+def test_analytic_weights_of_wls_differ_by_the_documented_factor():
+    X, Y = _problem(27)
+    w = np.random.default_rng(28).uniform(0.5, 4.0, X.shape[0])
+    model = TorchPolyRegressor(degree=2, tol=1e-12).fit(X, Y[:, 0], sample_weight=w)
+    wls = sm.WLS(Y[:, 0], _raw_design(X, 2, True), weights=w).fit()
+    n, p = X.shape[0], 6
+    assert_allclose(
+        model.covariance_matrix() * (w.sum() - p) / (n - p), wls.cov_params(), rtol=RTOL
+    )
+
+
 def test_weights_of_two_equal_duplicated_rows():
     X, Y = _problem(6, n=40, n_targets=2)
     w = np.ones(40)
