@@ -68,10 +68,44 @@ def prediction_device(fitted):
 
 
 def available_memory(device):
-    """Bytes free on ``device`` (infinite where this platform cannot tell)."""
+    """Bytes a new allocation on ``device`` can get (infinite where this platform cannot tell).
+
+    On a CUDA device: the driver's free memory plus what torch's caching allocator holds
+    without using, since this process can reuse it. Elsewhere (CPU, and MPS, whose memory is
+    the system's): what the operating system calls available, which counts the page cache and
+    other reclaimable memory (``MemAvailable`` on Linux, psutil's ``available``), not only the
+    free pages: a full page cache is not a shortage.
+    """
     if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
+        free = torch.cuda.mem_get_info(device)[0]
+        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    return system_available_memory()
+
+
+def system_available_memory(meminfo="/proc/meminfo"):
+    """Bytes of system memory available to a new allocation, or infinity where unknown.
+
+    psutil's ``virtual_memory().available`` where psutil is installed; else Linux's
+    ``MemAvailable`` from ``meminfo``; else the total physical memory, so that only a size no
+    machine of this kind could hold is refused.
+    """
     try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+        import psutil
+    except ImportError:
+        psutil = None
+    if psutil is not None:
+        try:
+            return psutil.virtual_memory().available
+        except (OSError, RuntimeError, AttributeError):  # pragma: no cover - exotic platforms
+            pass
+    try:
+        with open(meminfo, encoding="ascii") as lines:
+            for line in lines:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024  # the kernel reports kB
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):  # not on this platform: do not refuse
         return float("inf")
