@@ -502,12 +502,16 @@ def _full_rank(stream, n_design):
 
 
 def _format(value, width=10):
-    """A number in ``width`` characters: fixed point when it reads well, else scientific."""
+    """A number in ``width`` characters, with four significant digits or more.
+
+    Fixed point when it reads well (magnitudes from 1e-3 to 1e5), else scientific.
+    """
     if not np.isfinite(value):
         return f"{value:>{width}}"
     magnitude = abs(value)
-    if magnitude == 0 or 1e-3 <= magnitude < 1e6:
-        return f"{value:>{width}.4f}"
+    if magnitude == 0 or 1e-3 <= magnitude < 1e5:
+        decimals = 4 if magnitude == 0 else max(4, 3 - math.floor(math.log10(magnitude)))
+        return f"{value:>{width}.{decimals}f}"
     return f"{value:>{width}.3e}"
 
 
