@@ -47,20 +47,21 @@ _COLUMNS = ("coef", "std_err", "t", "p_value", "ci_lower", "ci_upper")
 class LeastSquares:
     """The statistics of a least-squares fit, per output; arrays are float64.
 
-    ``coef`` is ``(n_outputs, p)`` in the order ``[intercept, *coef_]``, ``unscaled_cov`` is
-    ``U @ U.T`` (``(X.T W X)^-1`` of the raw design), ``rss`` and ``tss`` are the residual and
-    total sums of squares (``tss`` uncentred without an intercept).
+    ``coef`` is ``(n_outputs, p)`` in the order ``[intercept, *coef_]``; ``U`` is
+    ``B @ inv(R_d)``, so that ``U @ U.T`` is ``inv(X.T W X)`` of the raw design; ``rss`` and
+    ``tss`` are the residual and total sums of squares (``tss`` uncentred without an
+    intercept). What costs ``O(p**3)`` beyond ``U`` (the full covariance, the condition
+    number) is computed when asked for.
     """
 
     coef: np.ndarray
-    unscaled_cov: np.ndarray
-    unscaled_var: np.ndarray  # its diagonal, as row sums of squares of U (every digit kept)
+    U: np.ndarray
     rss: np.ndarray
     tss: np.ndarray
     n_obs: float  # sum(w)
     k_constant: int
-    condition_number: float
     design_factor: np.ndarray  # R_d, for leverages of new points
+    basis: np.ndarray  # B, the design coefficients -> raw coefficients
 
     @property
     def n_params(self):
@@ -78,6 +79,30 @@ class LeastSquares:
     def scale(self):
         """The residual variance ``s**2`` of each output."""
         return self.rss / self.df_resid
+
+    @property
+    def unscaled_var(self):
+        """The diagonal of ``inv(X.T W X)``, as row sums of squares of ``U`` (every digit kept)."""
+        return (self.U * self.U).sum(1)
+
+    def unscaled_cov(self):
+        """``inv(X.T W X)`` of the raw design, ``(p, p)``."""
+        return self.U @ self.U.T
+
+    def condition_number(self):
+        """2-norm condition number of the weighted raw design ``V = Q @ R_d @ inv(B)``.
+
+        ``|V| * |inv(V)|`` with both norms the largest singular value of a matrix computed
+        accurately (``R_d @ inv(B)`` and ``U = B @ inv(R_d)``), so that a condition number far
+        beyond 1e16 is still told, unlike the square root of an eigenvalue ratio of ``V.T @ V``.
+        """
+        B, R_d = self.basis, self.design_factor
+        if np.array_equal(np.tril(B, -1), np.zeros_like(B)):
+            V_R = solve_triangular(B, R_d.T, trans="T", lower=False).T
+        else:  # pragma: no cover - graded term orders make B upper triangular
+            V_R = np.linalg.solve(B.T, R_d.T).T
+        with np.errstate(over="ignore", invalid="ignore"):
+            return float(np.linalg.norm(V_R, 2) * np.linalg.norm(self.U, 2))
 
 
 def least_squares(stream, fitted):
@@ -103,14 +128,13 @@ def least_squares(stream, fitted):
     U = solve_triangular(R_d, B.T, trans="T", lower=False).T
     return LeastSquares(
         coef=(B @ fitted.theta).T,
-        unscaled_cov=U @ U.T,
-        unscaled_var=(U * U).sum(1),
+        U=U,
         rss=rss,
         tss=tss,
         n_obs=float(stream.weight_sum),
         k_constant=int(terms.fit_intercept),
-        condition_number=_raw_condition_number(R_d, B, U),
         design_factor=R_d,
+        basis=B,
     )
 
 
@@ -119,21 +143,6 @@ def _square(R, n_cols):
     if R.shape[0] < n_cols:
         R = np.vstack([R, np.zeros((n_cols - R.shape[0], n_cols))])
     return R[:n_cols]
-
-
-def _raw_condition_number(R_d, B, U):
-    """2-norm condition number of the weighted raw design ``V = Q @ R_d @ inv(B)``.
-
-    ``|V| * |inv(V)|`` with both norms the largest singular value of a matrix computed
-    accurately (``R_d @ inv(B)`` and ``U = B @ inv(R_d)``), so that a condition number far
-    beyond 1e16 is still told, unlike the square root of an eigenvalue ratio of ``V.T @ V``.
-    """
-    if np.array_equal(np.tril(B, -1), np.zeros_like(B)):
-        V_R = solve_triangular(B, R_d.T, trans="T", lower=False).T
-    else:  # pragma: no cover - graded term orders make B upper triangular
-        V_R = np.linalg.solve(B.T, R_d.T).T
-    with np.errstate(over="ignore", invalid="ignore"):
-        return float(np.linalg.norm(V_R, 2) * np.linalg.norm(U, 2))
 
 
 def _t_quantile(level, df):
@@ -324,7 +333,7 @@ class InferenceMixin:
             Before ``fit``.
         """
         ls = self._least_squares("covariance_matrix()")
-        return self._target_shape(ls.scale[:, None, None] * ls.unscaled_cov[None])
+        return self._target_shape(ls.scale[:, None, None] * ls.unscaled_cov()[None])
 
     def std_errors(self):
         """The standard errors of the coefficients of a least-squares fit.
@@ -523,7 +532,7 @@ def _summary_block(target, ls, fit, columns, names, level, width=78):
         ("Df model:", f"{ls.df_model:g}", "F-statistic:", _format(fit["f"], 0)),
         ("Residual std. error:", _format(fit["s"], 0), "Prob (F-statistic):", f"{fit['f_p']:.3g}"),
         ("Log-likelihood:", _format(fit["llf"], 0), "AIC:", _format(fit["aic"], 0)),
-        ("Cond. no. (raw design):", f"{ls.condition_number:.3g}", "BIC:", _format(fit["bic"], 0)),
+        ("Cond. no. (raw design):", f"{ls.condition_number():.3g}", "BIC:", _format(fit["bic"], 0)),
     ]
     half = (width - 2) // 2
     lines = [title.center(width).rstrip(), "=" * width]

@@ -81,14 +81,25 @@ print(
 # %%
 # The picture
 # -----------
-fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
-ax.fill_between(grid[:, 0], *new_band.T, color="C0", alpha=0.15, label="95% prediction band")
-ax.fill_between(grid[:, 0], *mean_band.T, color="C0", alpha=0.35, label="95% confidence band")
-ax.plot(grid[:, 0], model.predict(grid), color="C0", label="fitted calibration")
-ax.scatter(concentration, response, color="black", s=14, zorder=3, label="standards (3 each)")
-ax.axhline(reading, color="C3", lw=0.8, ls="--")
-ax.axvspan(inside.min(), inside.max(), color="C3", alpha=0.15, label="unknown sample's interval")
-ax.set_xlabel("concentration (mg/L)")
-ax.set_ylabel("response")
-ax.legend(loc="lower right")
+# Left, the calibration with its bands and the unknown sample's reading; right, the same bands
+# relative to the fitted curve, with the standards' residuals: the bands widen towards the
+# ends of the calibrated range, and about one reading in twenty falls outside the prediction
+# band.
+fit = model.predict(grid)
+fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5), layout="constrained")
+left.fill_between(grid[:, 0], *new_band.T, color="C0", alpha=0.15, label="95% prediction band")
+left.fill_between(grid[:, 0], *mean_band.T, color="C0", alpha=0.35, label="95% confidence band")
+left.plot(grid[:, 0], fit, color="C0", label="fitted calibration")
+left.scatter(concentration, response, color="black", s=14, zorder=3, label="standards (3 each)")
+left.axhline(reading, color="C3", lw=0.8, ls="--")
+left.axvspan(inside.min(), inside.max(), color="C3", alpha=0.15, label="unknown's interval")
+left.set_xlabel("concentration (mg/L)")
+left.set_ylabel("response")
+left.legend(loc="lower right")
+right.fill_between(grid[:, 0], *(new_band - fit[:, None]).T, color="C0", alpha=0.15)
+right.fill_between(grid[:, 0], *(mean_band - fit[:, None]).T, color="C0", alpha=0.35)
+right.axhline(0, color="C0")
+right.scatter(concentration, response - model.predict(X), color="black", s=14, zorder=3)
+right.set_xlabel("concentration (mg/L)")
+right.set_ylabel("response − fitted calibration")
 plt.show()

@@ -84,7 +84,7 @@ def _check_against(model, reference, k, single, X_new, D_new, *, goodness=True):
         assert_allclose(fit["f"][k], reference.fvalue, rtol=RTOL)
         assert_allclose(fit["f_p"][k], reference.f_pvalue, rtol=RTOL, atol=1e-300)
         # statsmodels takes the square root of an eigenvalue ratio of X.T @ X.
-        assert_allclose(ls.condition_number, reference.condition_number, rtol=1e-6)
+        assert_allclose(ls.condition_number(), reference.condition_number, rtol=1e-6)
         frame = reference.get_prediction(D_new).summary_frame(alpha=1 - LEVEL)
         for kind, prefix in (("prediction", "obs"), ("confidence", "mean")):
             got = model.predict_interval(X_new, level=LEVEL, kind=kind)
@@ -296,7 +296,7 @@ def test_std_errors_on_raw_ill_conditioned_data_beat_polyfit(offset, width, degr
     assert digits >= 12, digits
     # Off the diagonal, relative to sqrt(c_ii * c_jj) (the correlations' scale).
     scale = np.sqrt(np.outer(exact_diag, exact_diag))
-    assert_allclose(ls.unscaled_cov / scale, exact / scale, rtol=0, atol=1e-12)
+    assert_allclose(ls.unscaled_cov() / scale, exact / scale, rtol=0, atol=1e-12)
     # The standard errors themselves (s from the factor's residual) against the exact ones.
     se_digits = _correct_digits(model.std_errors(), np.sqrt(s2 * exact_diag))
     assert se_digits >= _correct_digits(
@@ -314,7 +314,7 @@ def test_condition_number_of_the_raw_design_is_exact_far_beyond_1e16(offset, wid
         V = mp.matrix([[mp.mpf(float(v)) ** k for k in range(degree + 1)] for v in x])
         s = mp.svd_r(V, compute_uv=False)
         exact = float(max(s) / min(s))
-    got = least_squares(model._stream, model._fitted).condition_number
+    got = least_squares(model._stream, model._fitted).condition_number()
     assert_allclose(got, exact, rtol=1e-11)
     assert f"{exact:.3g}" in model.summary()
 
