@@ -107,6 +107,49 @@ def test_single_target_matches_statsmodels_ols(degree, n_features, fit_intercept
     _check_against(model, reference, 0, True, X_new, _raw_design(X_new, degree, fit_intercept))
 
 
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"degree": 2, "interaction_only": True},
+        {"degree": (2, 3)},
+        {"degree": (2, 2), "fit_intercept": False},
+    ],
+)
+def test_term_selections_match_statsmodels_ols(params):
+    X, Y = _problem(29, n_features=3)
+    model = TorchPolyRegressor(tol=1e-12, **params).fit(X, Y[:, 0])
+    features = PolynomialFeatures(
+        params["degree"],
+        interaction_only=params.get("interaction_only", False),
+        include_bias=False,
+    ).fit_transform(X)
+    fit_intercept = params.get("fit_intercept", True)
+    D = np.column_stack([np.ones(X.shape[0]), features]) if fit_intercept else features
+    reference = sm.OLS(Y[:, 0], D).fit()
+    assert_allclose(model.std_errors(), reference.bse, rtol=RTOL)
+    assert_allclose(model.coef_table()["p_value"], reference.pvalues, rtol=RTOL)
+
+
+def test_float32_fit_carries_float32_precision():
+    X, Y = _problem(30)
+    model = TorchPolyRegressor(degree=3, dtype="float32").fit(X, Y[:, 0])
+    reference = sm.OLS(Y[:, 0], _raw_design(X, 3, True)).fit()
+    assert_allclose(model.std_errors(), reference.bse, rtol=1e-5)
+
+
+def test_zero_weights_count_for_nothing():
+    X, Y = _problem(31)
+    w = np.ones(X.shape[0])
+    w[:10] = 0.0
+    model = TorchPolyRegressor(degree=2, tol=1e-12).fit(X, Y[:, 0], sample_weight=w)
+    reference = sm.OLS(Y[10:, 0], _raw_design(X[10:], 2, True)).fit()
+    assert_allclose(model.std_errors(), reference.bse, rtol=RTOL)
+    frame = reference.get_prediction(_raw_design(X[:3], 2, True)).summary_frame(alpha=0.05)
+    assert_allclose(
+        model.predict_interval(X[:3]), frame[["obs_ci_lower", "obs_ci_upper"]], rtol=RTOL
+    )
+
+
 @pytest.mark.parametrize("fit_intercept", [True, False])
 def test_each_target_matches_its_own_statsmodels_fit(fit_intercept):
     X, Y = _problem(3, n_targets=3)
