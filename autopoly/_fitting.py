@@ -18,6 +18,7 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 
 from ._conditioning import ChunkedQR, Whitening
+from ._l1 import solve_generalized_lasso
 from ._data_pass import DesignMap, chunk_slices
 from ._device import prediction_device
 from ._optim import is_lbfgs, make_optimizer, state_to_numpy, state_to_torch
@@ -224,16 +225,18 @@ def solve(spec, setup, R_aug, weight_sum, y_ndim, *, rows=None, validation=None,
                       None, None, **{**loop, "generator": spec.generator()})
             for k in range(setup.n_outputs)
         ]
-        result = merge_results([p[0] for p in parts])
-        theta_t = np.hstack([p[1] for p in parts])
-        optimizer, state = parts[0][2], None
+        result = merge_results([p.train for p in parts])
+        theta_t = np.hstack([p.theta_t for p in parts])
+        method, state = parts[0].method, None
+        zeros = [p.zero for p in parts]
     else:
-        result, theta_t, optimizer = _optimize(
+        solved = _optimize(
             spec, setup, whitening, weight_sum, rows, previous_theta, optimizer_state, scorer,
             **loop,
         )
+        result, theta_t, method, zeros = solved.train, solved.theta_t, solved.method, [solved.zero]
         # Only a row-wise partial_fit resumes the optimizer; the quadratic restarts it.
-        state = None if rows is None else state_to_numpy(optimizer.state_dict())
+        state = None if rows is None else state_to_numpy(solved.optimizer.state_dict())
     theta = theta_t * setup.scaling.y_scale + _intercept_row(
         setup.scaling.y_offset, setup.terms.fit_intercept, theta_t.shape[0]
     )
@@ -248,6 +251,11 @@ def solve(spec, setup, R_aug, weight_sum, y_ndim, *, rows=None, validation=None,
         raw = setup.basis_change @ theta
     if not np.isfinite(raw).all():
         raise raw_basis_overflow(setup.scaling, setup.terms.max_degree)
+    first_term = int(setup.terms.fit_intercept)
+    for k, zero in enumerate(zeros):
+        if zero is not None:
+            # The L1 optimum's exact zeros (the basis change leaves rounding-level values).
+            raw[first_term:, k][zero] = 0.0
     stream = StreamState(
         R=R_aug.detach().cpu().numpy(), weight_sum=weight_sum, scaling=setup.scaling,
         optimizer_state=state, complete=complete, conditioned=spec.conditioning,
@@ -258,7 +266,7 @@ def solve(spec, setup, R_aug, weight_sum, y_ndim, *, rows=None, validation=None,
     )
     return FitOutcome(
         fitted=fitted, raw=raw, powers=setup.powers, train=result, stream=stream,
-        validated=scorer is not None, optimizer_name=type(optimizer).__name__,
+        validated=scorer is not None, optimizer_name=method,
     )
 
 
@@ -291,9 +299,36 @@ def merge_results(parts):
     )
 
 
+@dataclass(frozen=True)
+class _Solved:
+    """One optimizer loop's result (or the exact L1 solver's)."""
+
+    train: TrainResult
+    theta_t: np.ndarray  # design coefficients in target units, float64 (n_design, n_outputs)
+    method: str  # the optimizer's class name, or the exact solver's name
+    optimizer: Optional[torch.optim.Optimizer] = None
+    zero: Optional[np.ndarray] = None  # exact zeros of the terms' raw coefficients (L1)
+
+
+# What the outcome names as the method of an L1 fit solved exactly.
+L1_SOLVER = "active-set L1 solver"
+
+
+def exact_l1(spec, rows, scorer, epoch):
+    """Whether the L1 penalty of this solve is handled by the exact active-set solver.
+
+    That is the squared error from the statistics (full batches), with an L1 part, one output
+    at a time, unless early stopping watches the optimizer's iterations.
+    """
+    return (rows is None and spec.alpha > 0 and spec.l1_ratio > 0 and scorer is None
+            and not epoch and spec.conditioning)
+
+
 def _optimize(spec, setup, whitening, weight_sum, rows, previous_theta, optimizer_state,
               scorer, *, generator, n_rows, epoch):
-    """One optimizer loop: ``(TrainResult, design coefficients in target units, optimizer)``."""
+    """One optimizer loop (or the exact L1 solve) for ``whitening``'s outputs: a :class:`_Solved`."""
+    if exact_l1(spec, rows, scorer, epoch) and setup.n_outputs == 1:
+        return _solve_l1(spec, setup, whitening, weight_sum)
     if rows is None:
         # The whitened quadratic already holds the L2 part of the penalty.
         objective = StatsObjective(
@@ -320,7 +355,31 @@ def _optimize(spec, setup, whitening, weight_sum, rows, previous_theta, optimize
             and setup.n_outputs == 1):
         _to_vertex(spec, objective, result)
     theta_t = (whitening.M @ result.V.detach()).cpu().to(torch.float64).numpy()
-    return result, theta_t, optimizer
+    return _Solved(result, theta_t, type(optimizer).__name__, optimizer)
+
+
+def _solve_l1(spec, setup, whitening, weight_sum):
+    """The squared error plus an L1 part, one output, solved exactly (:mod:`~autopoly._l1`).
+
+    Per output the objective is ``s**2 * (||V - C||**2 + resid) + alpha * l1_ratio / sum(w) *
+    ||s * A @ V||_1`` with ``s`` the target scale and ``A = T @ M`` (whitened parameters to
+    the terms' raw coefficients in target units); divided by ``s**2`` it is the generalized
+    Lasso with ``lam = alpha * l1_ratio / (sum(w) * s)``. Its optimum comes with exact zeros.
+    """
+    M = whitening.M.to(torch.float64).cpu()
+    A = _terms_map(setup).to(torch.float64).cpu() @ M
+    s = float(setup.y_scale.reshape(-1)[0])
+    lam = spec.alpha * spec.l1_ratio / (weight_sum * s)
+    l1 = solve_generalized_lasso(whitening.C.to(torch.float64).cpu(), A, lam)
+    resid = float(whitening.resid.reshape(-1)[0])
+    curve = [s * s * (h + resid) for h in l1.objective] or [s * s * resid]
+    V = l1.V.to(dtype=whitening.C.dtype, device=whitening.C.device)
+    result = TrainResult(
+        V=V, n_iter=l1.n_iter, converged=l1.converged, loss_curve=curve, best_loss=curve[-1],
+        certificate_violation=l1.kkt_violation,
+    )
+    theta_t = (M @ l1.V).numpy()
+    return _Solved(result, theta_t, L1_SOLVER, zero=l1.zero.cpu().numpy())
 
 
 def _to_vertex(spec, objective, result):
@@ -342,6 +401,14 @@ def convergence_warning(spec, outcome) -> Optional[str]:
     """The ``ConvergenceWarning`` message for an outcome that did not converge, or None."""
     result, name = outcome.train, outcome.optimizer_name
     lbfgs = is_lbfgs(spec.optimizer_class)
+    if outcome.optimizer_name == L1_SOLVER and not result.converged:
+        return (
+            "TorchPolyRegressor could not certify the optimum of the L1 penalty: the "
+            "active-set solver stopped with its optimality (KKT) conditions violated by "
+            f"{result.certificate_violation:.2g} (nearly collinear or duplicated terms). The "
+            "best point found is kept. Remove duplicated features, lower the degree, or add "
+            "an L2 part (l1_ratio < 1)."
+        )
     if result.certificate_violation is not None and not result.converged:
         return (
             f"TorchPolyRegressor could not certify the optimum of loss={spec.loss_name}: "

@@ -79,6 +79,8 @@ class TorchPolyRegressor(InferenceMixin, RegressorMixin, BaseEstimator):
     l1_ratio : float, default=0.0
         Mix of the penalty: ``(1 - l1_ratio) * ||coef||_2^2 + l1_ratio * ||coef||_1``, on the
         raw-basis coefficients (never the intercept), whatever the internal conditioning.
+        With the squared error on full batches an L1 part is solved exactly (an active-set
+        method on the fit's statistics, exact zeros); the optimizer is then not used.
     optimizer : str or torch.optim.Optimizer subclass, default='lbfgs'
         Any ``torch.optim`` optimizer, by case-insensitive name ('sgd', 'adam', 'adamw',
         'nadam', 'rmsprop', 'lbfgs', ...) or class.

@@ -8,6 +8,7 @@ raw coefficients. Any invertible whitening is as good for testing the solver as 
 """
 
 import itertools
+import warnings
 from fractions import Fraction
 
 import numpy as np
@@ -17,6 +18,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.linear_model import ElasticNet, Lasso
 from sklearn.preprocessing import PolynomialFeatures
 
+from autopoly import TorchPolyRegressor
 from autopoly._l1 import kkt_violation, solve_generalized_lasso
 
 
@@ -326,3 +328,90 @@ def test_result_is_on_the_device_of_C(normal_data):
     on_cpu = solve_generalized_lasso(C, A, lam)
     assert on_gpu.V.device.type == "cuda" and on_gpu.coef.device.type == "cuda"
     assert torch.equal(on_gpu.V.cpu(), on_cpu.V)
+
+
+# ------------------------------------------------------------- through the estimator
+
+
+def _estimator_objective(model, F, y, w, alpha, l1_ratio):
+    return _objective(F, y, w, model.intercept_, model.coef_, alpha, l1_ratio)
+
+
+@pytest.mark.parametrize("alpha", [1e-3, 30.0, 300.0])
+@pytest.mark.parametrize("l1_ratio", [1.0, 0.5])
+@pytest.mark.parametrize("raw", [False, True], ids=["normal", "raw-far-from-0"])
+def test_estimator_defaults_reach_the_sklearn_optimum(alpha, l1_ratio, raw):
+    """Defaults plus the penalty: Lasso's / ElasticNet's objective to 1e-8, its exact zeros."""
+    rng = np.random.default_rng(3)
+    X = rng.uniform(10, 20, (200, 2)) if raw else rng.standard_normal((200, 2))
+    y = 1 + X[:, 0] - 0.2 * X[:, 1] ** 2 + 0.05 * X[:, 0] * X[:, 1] ** 2 + rng.standard_normal(200)
+    w = rng.uniform(0.2, 3.0, 200)
+    F = _features(X)
+    model = TorchPolyRegressor(degree=3, alpha=alpha, l1_ratio=l1_ratio).fit(X, y, sample_weight=w)
+    reference = _sklearn(F, y, w, alpha, l1_ratio)
+    ours = _estimator_objective(model, F, y, w, alpha, l1_ratio)
+    theirs = _objective(F, y, w, reference.intercept_, reference.coef_, alpha, l1_ratio)
+    # Never worse than the reference beyond rounding (sklearn stops at its own tolerance).
+    assert ours <= theirs * (1 + 1e-8)
+    assert abs(ours - theirs) <= 1e-8 * theirs
+    if not raw:
+        # (On raw features coordinate descent itself leaves 1e-5-sized noise in the zeros.)
+        assert_array_equal(model.coef_ == 0.0, reference.coef_ == 0.0)
+        scale = max(np.abs(reference.coef_).max(), abs(reference.intercept_))
+        assert_allclose(model.coef_, reference.coef_, rtol=0, atol=1e-6 * scale)
+    assert model.loss_curve_[-1] == pytest.approx(ours, rel=1e-9)
+    assert np.all(np.diff(model.loss_curve_) <= 1e-12 * model.loss_curve_[0])
+
+
+def test_estimator_zeros_are_exact_and_certified(normal_data):
+    F, y, w = normal_data
+    X = F[:, :2]
+    model = TorchPolyRegressor(degree=3, alpha=300.0, l1_ratio=1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # certified: no ConvergenceWarning
+        model.fit(X, y)
+    zero = model.coef_ == 0.0
+    assert 0 < zero.sum() < zero.size
+    # The exact rational optimum on the face the estimator found is the optimum.
+    intercept, coef, optimal = _exact_optimum(F, y, np.ones_like(y), 300.0, 1.0, zero,
+                                              np.sign(model.coef_))
+    assert optimal
+    assert_allclose(model.coef_, coef, rtol=0, atol=1e-9 * np.abs(coef).max())
+    assert model.intercept_ == pytest.approx(intercept, abs=1e-9 * np.abs(coef).max())
+
+
+def test_multi_output_equals_separate_fits(normal_data):
+    F, y, w = normal_data
+    X = F[:, :2]
+    Y = np.c_[y, 1e4 * (y - 3 * X[:, 0]), 1e-3 * X[:, 1] ** 3]
+    params = dict(degree=3, alpha=30.0, l1_ratio=0.7)
+    joint = TorchPolyRegressor(**params).fit(X, Y, sample_weight=w)
+    for k in range(Y.shape[1]):
+        alone = TorchPolyRegressor(**params).fit(X, Y[:, k], sample_weight=w)
+        scale = np.abs(alone.coef_).max()
+        assert_allclose(joint.coef_[k], alone.coef_, rtol=0, atol=1e-8 * scale)
+        assert_array_equal(joint.coef_[k] == 0, alone.coef_ == 0)
+
+
+def test_stream_float32_and_dask_free_paths_agree(normal_data):
+    """partial_fit over batches (exact statistics) and float32 reach the same zeros."""
+    F, y, w = normal_data
+    X = F[:, :2]
+    params = dict(degree=3, alpha=30.0, l1_ratio=1.0)
+    full = TorchPolyRegressor(**params).fit(X, y)
+    stream = TorchPolyRegressor(**params)
+    for rows in np.array_split(np.arange(len(y)), 4):
+        stream.partial_fit(X[rows], y[rows])
+    scale = np.abs(full.coef_).max()
+    assert_allclose(stream.coef_, full.coef_, rtol=0, atol=1e-9 * scale)
+    assert_array_equal(stream.coef_ == 0, full.coef_ == 0)
+    single = TorchPolyRegressor(dtype="float32", **params).fit(X, y)
+    assert_allclose(single.coef_, full.coef_, rtol=0, atol=1e-4 * scale)
+
+
+def test_early_stopping_keeps_the_optimizer_loop(normal_data):
+    """Early stopping watches the optimizer's iterations: the exact solver is not used."""
+    F, y, w = normal_data
+    model = TorchPolyRegressor(degree=3, alpha=30.0, l1_ratio=1.0, early_stopping=True,
+                               random_state=0).fit(F[:, :2], y)
+    assert len(model.validation_scores_) == model.n_iter_ > 0
