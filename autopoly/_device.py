@@ -7,7 +7,9 @@ import torch
 
 def available_devices():
     """Names of the devices torch can use here, best first (e.g. ``['cuda:0', 'cpu']``)."""
-    names = [f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    names = (
+        [f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    )
     mps = getattr(torch.backends, "mps", None)
     if mps is not None and mps.is_available():
         names.append("mps")

@@ -5,7 +5,6 @@ import inspect
 import numpy as np
 import torch
 
-
 # Optimizers that need sparse gradients: a polynomial's coefficients get dense ones.
 SPARSE_ONLY = (torch.optim.SparseAdam,)
 
@@ -15,14 +14,30 @@ def optimizer_names():
     return sorted(
         name.lower()
         for name, obj in vars(torch.optim).items()
-        if inspect.isclass(obj) and issubclass(obj, torch.optim.Optimizer)
-        and obj is not torch.optim.Optimizer and not issubclass(obj, SPARSE_ONLY)
+        if _is_optimizer_class(obj) and _takes_steps(obj) and not issubclass(obj, SPARSE_ONLY)
     )
 
 
 def resolve_optimizer(optimizer):
-    """Return the optimizer class for a case-insensitive name or a ``torch.optim.Optimizer`` subclass."""
+    """The optimizer class for a case-insensitive name or a ``torch.optim.Optimizer`` subclass.
+
+    Refused with a ValueError that lists the usable names: an unknown name or object, a class
+    that cannot take a step (``torch.optim.Optimizer`` itself, the abstract base) and the
+    optimizers that need sparse gradients.
+    """
+    names = ", ".join(optimizer_names())
     found = _lookup(optimizer)
+    if found is not None and not _takes_steps(found):
+        what = (
+            "torch.optim.Optimizer, the abstract base class of the optimizers, which"
+            if found is torch.optim.Optimizer
+            else f"{_qualified(found)}, an Optimizer subclass that"
+        )
+        raise ValueError(
+            f"optimizer={_shown(optimizer)} names {what} does not implement step(); use an "
+            f"optimizer that does: a torch.optim.Optimizer subclass with a step method, or one "
+            f"of these names (case-insensitive): {names}."
+        )
     if found is not None and issubclass(found, SPARSE_ONLY):
         raise ValueError(
             f"optimizer={optimizer!r} only works with sparse gradients (embeddings), and a "
@@ -32,22 +47,38 @@ def resolve_optimizer(optimizer):
         return found
     raise ValueError(
         f"optimizer={optimizer!r} is not a torch.optim optimizer; use a torch.optim.Optimizer "
-        f"subclass or one of these names (case-insensitive): {', '.join(optimizer_names())}."
+        f"subclass or one of these names (case-insensitive): {names}."
     )
 
 
+def _is_optimizer_class(obj):
+    return inspect.isclass(obj) and issubclass(obj, torch.optim.Optimizer)
+
+
+def _takes_steps(optimizer_class):
+    # The base class's step only raises NotImplementedError.
+    return optimizer_class.step is not torch.optim.Optimizer.step
+
+
 def _lookup(optimizer):
-    if inspect.isclass(optimizer) and issubclass(optimizer, torch.optim.Optimizer):
+    if _is_optimizer_class(optimizer):
         return optimizer
     if isinstance(optimizer, str):
         for name, obj in vars(torch.optim).items():
-            if (
-                name.lower() == optimizer.lower()
-                and inspect.isclass(obj)
-                and issubclass(obj, torch.optim.Optimizer)
-            ):
+            if name.lower() == optimizer.lower() and _is_optimizer_class(obj):
                 return obj
     return None
+
+
+def _shown(optimizer):
+    return repr(optimizer) if isinstance(optimizer, str) else _qualified(optimizer)
+
+
+def _qualified(optimizer_class):
+    module = optimizer_class.__module__
+    if getattr(torch.optim, optimizer_class.__name__, None) is optimizer_class:
+        module = "torch.optim"
+    return f"{module}.{optimizer_class.__qualname__}"
 
 
 def is_lbfgs(optimizer_class):
@@ -55,8 +86,70 @@ def is_lbfgs(optimizer_class):
     return issubclass(optimizer_class, torch.optim.LBFGS)
 
 
+# Set by the estimator itself: the learning rate is the lr parameter, the parameters are the
+# polynomial's coefficients.
+_RESERVED = {
+    "lr": (
+        "set the learning rate with the estimator's lr parameter (e.g. lr=0.01), not in "
+        "optimizer_kwargs"
+    ),
+    "params": "the estimator passes its own coefficients as the optimizer's params",
+}
+
+
 def make_optimizer(optimizer_class, params, lr, optimizer_kwargs):
-    """Instantiate the optimizer; L-BFGS defaults to one iteration per step with a line search."""
+    """Instantiate the optimizer; L-BFGS defaults to one iteration per step with a line search.
+
+    ``optimizer_kwargs`` the optimizer refuses, when it is created or at its first step, give
+    a ValueError naming ``optimizer_kwargs``, the optimizer's reason and the defaults of the
+    keys given (:func:`check_optimizer_kwargs`).
+    """
+    kwargs = _with_defaults(optimizer_class, optimizer_kwargs)
+    if optimizer_kwargs:
+        check_optimizer_kwargs(optimizer_class, lr, optimizer_kwargs, like=params[0])
+    try:
+        return optimizer_class(params, lr=lr, **kwargs)
+    except (TypeError, ValueError) as exc:
+        raise _refused(optimizer_class, optimizer_kwargs, exc) from exc
+
+
+def check_optimizer_kwargs(optimizer_class, lr, optimizer_kwargs, like=None):
+    """Raise a ValueError when ``optimizer_class`` refuses ``optimizer_kwargs``.
+
+    Some values pass the optimizer's constructor and fail only at its first step (L-BFGS's
+    ``line_search_fn``, a ``weight_decay`` that is not a number), so the check creates the
+    optimizer for a throwaway two-element parameter shaped like ``like`` (its dtype and
+    device; float64 on the CPU by default) and takes one step. No state is kept.
+    """
+    if not optimizer_kwargs:
+        return
+    for key, why in _RESERVED.items():
+        if key in optimizer_kwargs:
+            raise ValueError(
+                f"optimizer_kwargs={optimizer_kwargs!r} sets {key!r}, which the estimator "
+                f"sets itself: {why}."
+            )
+    kwargs = _with_defaults(optimizer_class, optimizer_kwargs)
+    dtype = torch.float64 if like is None else like.dtype
+    device = None if like is None else like.device
+    # A fit may run inside inference_mode or no_grad; the probe needs autograd.
+    with torch.inference_mode(False), torch.enable_grad():
+        probe = torch.zeros(2, dtype=dtype, device=device, requires_grad=True)
+        try:
+            optimizer = optimizer_class([probe], lr=lr, **kwargs)
+
+            def closure():
+                optimizer.zero_grad()
+                loss = ((probe - 1) ** 2).sum()
+                loss.backward()
+                return loss
+
+            optimizer.step(closure)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise _refused(optimizer_class, optimizer_kwargs, exc) from exc
+
+
+def _with_defaults(optimizer_class, optimizer_kwargs):
     kwargs = dict(optimizer_kwargs or {})
     if is_lbfgs(optimizer_class):
         kwargs.setdefault("max_iter", 1)
@@ -66,12 +159,51 @@ def make_optimizer(optimizer_class, params, lr, optimizer_kwargs):
         # The problem is whitened, so the gradient scale is meaningful; stop on it ourselves.
         kwargs.setdefault("tolerance_grad", 0.0)
         kwargs.setdefault("tolerance_change", 0.0)
+    return kwargs
+
+
+def _refused(optimizer_class, optimizer_kwargs, exc):
+    """The ValueError for ``optimizer_kwargs`` that ``optimizer_class`` refused with ``exc``."""
+    name = optimizer_class.__name__
+    accepted = _keyword_defaults(optimizer_class)
+    given = list(optimizer_kwargs or {})
+    unknown = [key for key in given if accepted is not None and key not in accepted]
+    if unknown:
+        fix = (
+            f"{name} takes no {', '.join(map(repr, unknown))}; its keyword arguments are "
+            f"{', '.join(accepted)} (see torch.optim.{name}). Fix the name or drop it."
+        )
+    elif accepted is not None and given:
+        defaults = ", ".join(f"{key}={accepted[key]!r}" for key in given)
+        fix = (
+            f"Pass values {name} accepts (its defaults: {defaults}), or leave them out of "
+            "optimizer_kwargs."
+        )
+    else:
+        fix = f"Pass values {name} accepts (see torch.optim.{name}) in optimizer_kwargs."
+    reason = str(exc).rstrip(".") or type(exc).__name__
+    return ValueError(
+        f"optimizer {name} rejected optimizer_kwargs={optimizer_kwargs!r}: {reason}. {fix}"
+    )
+
+
+def _keyword_defaults(optimizer_class):
+    """``{name: default}`` of the optimizer's keyword arguments besides params and lr.
+
+    The defaults the estimator sets (L-BFGS's line search) replace torch's.
+    """
     try:
-        return optimizer_class(params, lr=lr, **kwargs)
-    except TypeError as exc:
-        raise ValueError(
-            f"optimizer {optimizer_class.__name__} rejected optimizer_kwargs={optimizer_kwargs!r}: {exc}"
-        ) from exc
+        parameters = inspect.signature(optimizer_class.__init__).parameters
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return None  # takes any keyword: the names cannot be checked
+    defaults = {
+        key: p.default
+        for key, p in parameters.items()
+        if key not in ("self", "params", "lr") and p.kind is not inspect.Parameter.VAR_POSITIONAL
+    }
+    return {**defaults, **_with_defaults(optimizer_class, {})}
 
 
 def state_to_numpy(obj):

@@ -1,5 +1,8 @@
-"""Hardening of the estimator's helpers: memory check, optimizer lookup, input messages,
-progress output and the loss-curve display, each against the input that used to break it."""
+"""The estimator's helpers against the inputs that used to break them.
+
+The memory check, the optimizer lookup, the input messages, the progress output and the
+loss-curve display.
+"""
 
 import collections
 import os
@@ -10,7 +13,7 @@ import pytest
 import torch
 
 from autopoly import TorchPolyRegressor
-from autopoly._device import available_memory, system_available_memory
+from autopoly._device import available_memory
 
 GiB = 2**30
 _rng = np.random.default_rng(0)
@@ -20,8 +23,11 @@ Y = X[:, 0] + X[:, 1] ** 2 + 0.1 * _rng.standard_normal(30)
 
 # ------------------------------------------------------------------------ available memory
 
-_SYSCONF = {"SC_PAGE_SIZE": 4096, "SC_AVPHYS_PAGES": int(3.8 * GiB) // 4096,
-            "SC_PHYS_PAGES": 32 * GiB // 4096}
+_SYSCONF = {
+    "SC_PAGE_SIZE": 4096,
+    "SC_AVPHYS_PAGES": int(3.8 * GiB) // 4096,
+    "SC_PHYS_PAGES": 32 * GiB // 4096,
+}
 _VirtualMemory = collections.namedtuple("svmem", "total available free")
 
 
@@ -29,12 +35,15 @@ def test_cpu_memory_counts_the_page_cache_as_available(monkeypatch):
     # A full page cache: 3.8 GiB of free pages, 22.7 GiB available. A fit needing 5.3 GiB fits.
     psutil = pytest.importorskip("psutil")
     monkeypatch.setattr(os, "sysconf", lambda name: _SYSCONF[name])
-    monkeypatch.setattr(psutil, "virtual_memory",
-                        lambda: _VirtualMemory(32 * GiB, int(22.7 * GiB), int(3.8 * GiB)))
+    monkeypatch.setattr(
+        psutil, "virtual_memory", lambda: _VirtualMemory(32 * GiB, int(22.7 * GiB), int(3.8 * GiB))
+    )
     assert available_memory(torch.device("cpu")) == int(22.7 * GiB)
 
 
 def test_without_psutil_memavailable_is_read(monkeypatch, tmp_path):
+    from autopoly._device import system_available_memory
+
     monkeypatch.setitem(sys.modules, "psutil", None)
     meminfo = tmp_path / "meminfo"
     meminfo.write_text(
@@ -46,6 +55,82 @@ def test_without_psutil_memavailable_is_read(monkeypatch, tmp_path):
 
 def test_without_psutil_or_meminfo_total_memory_is_the_bound(monkeypatch, tmp_path):
     # Free pages would refuse fits that the OS can serve; the total refuses only the impossible.
+    from autopoly._device import system_available_memory
+
     monkeypatch.setitem(sys.modules, "psutil", None)
     monkeypatch.setattr(os, "sysconf", lambda name: _SYSCONF[name])
     assert system_available_memory(str(tmp_path / "absent")) == 32 * GiB
+
+
+# ------------------------------------------------------------------------- optimizer lookup
+
+
+class _NoStep(torch.optim.Optimizer):
+    def __init__(self, params, lr=0.1):
+        super().__init__(params, {"lr": lr})
+
+
+@pytest.mark.parametrize("optimizer", ["Optimizer", "optimizer", torch.optim.Optimizer])
+def test_the_abstract_optimizer_base_is_refused(optimizer):
+    with pytest.raises(ValueError, match=r"(?s)abstract base class.*step\(\).*\badam\b.*\bsgd\b"):
+        TorchPolyRegressor(optimizer=optimizer).fit(X, Y)
+
+
+def test_an_optimizer_class_without_step_is_refused():
+    with pytest.raises(ValueError, match=r"_NoStep, an Optimizer subclass that does not implement"):
+        TorchPolyRegressor(optimizer=_NoStep).fit(X, Y)
+
+
+@pytest.mark.parametrize("name", ["lr_scheduler", "swa_utils", "Adam ", "nn"])
+def test_names_in_torch_optim_that_are_not_optimizers_are_refused(name):
+    with pytest.raises(ValueError, match=f"optimizer={name!r} is not a torch.optim optimizer"):
+        TorchPolyRegressor(optimizer=name).fit(X, Y)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_every_listed_optimizer_name_fits():
+    from autopoly._optim import optimizer_names
+
+    assert "optimizer" not in optimizer_names() and "sparseadam" not in optimizer_names()
+    for name in optimizer_names():
+        TorchPolyRegressor(optimizer=name, lr=0.01, max_iter=2, tol=0).fit(X, Y)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize(
+    "optimizer, kwargs, message",
+    [
+        # A value the optimizer refuses when it is created: torch's reason and the default.
+        (
+            "adam",
+            {"betas": (2, 3)},
+            r"Adam rejected optimizer_kwargs=\{'betas': \(2, 3\)\}: Invalid beta parameter"
+            r".*its defaults: betas=\(0\.9, 0\.999\)",
+        ),
+        ("sgd", {"momentum": -1}, r"SGD rejected .*: Invalid momentum.*momentum=0"),
+        # A value refused only at the first step.
+        (
+            "lbfgs",
+            {"line_search_fn": "foo"},
+            r"LBFGS rejected .*: only 'strong_wolfe' is supported.*line_search_fn='strong_wolfe'",
+        ),
+        ("sgd", {"weight_decay": "x"}, r"SGD rejected .*weight_decay=0"),
+        # A name the optimizer does not take: the names it does take.
+        ("adam", {"beta": 0.5}, r"Adam takes no 'beta'; its keyword arguments are betas, eps"),
+        # What the estimator sets itself.
+        ("adam", {"lr": 0.1}, r"optimizer_kwargs=.*sets 'lr'.*estimator's lr parameter"),
+    ],
+)
+def test_invalid_optimizer_kwargs_name_the_parameter_and_the_fix(optimizer, kwargs, message):
+    est = TorchPolyRegressor(optimizer=optimizer, lr=0.01, optimizer_kwargs=kwargs, max_iter=3)
+    with pytest.raises(ValueError, match="(?s)" + message):
+        est.fit(X, Y)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_valid_optimizer_kwargs_are_used():
+    plain = TorchPolyRegressor(optimizer="sgd", lr=0.01, max_iter=5, tol=0).fit(X, Y)
+    momentum = TorchPolyRegressor(
+        optimizer="sgd", lr=0.01, max_iter=5, tol=0, optimizer_kwargs={"momentum": 0.9}
+    ).fit(X, Y)
+    assert not np.allclose(plain.coef_, momentum.coef_)
