@@ -133,6 +133,12 @@ class DaskSource:
         return torch.as_tensor(R, dtype=setup.dtype, device=setup.device), moments.W
 
     def objective(self, spec, setup, whitening, penalty):
+        if spec.huber_joint:
+            raise ValueError(
+                "huber_scale='joint' estimates the scale from all residuals at once, which "
+                "the blockwise losses on a cluster do not see. Use huber_scale='fixed' on dask "
+                "collections, or fit a sample of the rows in memory."
+            )
         self._first_pass()
         return ClusterObjective(
             self.blocks, self._counts, spec, setup.on("cpu"), setup, whitening, penalty,

@@ -19,6 +19,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from ._conditioning import ChunkedQR, Whitening
 from ._l1 import solve_generalized_lasso
+from ._losses import huber_scale
 from ._data_pass import DesignMap, chunk_slices
 from ._device import prediction_device
 from ._optim import is_lbfgs, make_optimizer, state_to_numpy, state_to_torch
@@ -47,6 +48,7 @@ class FitOutcome:
     stream: StreamState
     validated: bool  # early stopping scored held-out rows
     optimizer_name: str
+    scale: Optional[np.ndarray] = None  # the scale-free Huber's scale per output, units of y
 
 
 # ------------------------------------------------------------------------ entry points
@@ -229,12 +231,14 @@ def solve(spec, setup, R_aug, weight_sum, y_ndim, *, rows=None, validation=None,
         theta_t = np.hstack([p.theta_t for p in parts])
         method, state = parts[0].method, None
         zeros = [p.zero for p in parts]
+        scales = [p.scale for p in parts]
     else:
         solved = _optimize(
             spec, setup, whitening, weight_sum, rows, previous_theta, optimizer_state, scorer,
             **loop,
         )
         result, theta_t, method, zeros = solved.train, solved.theta_t, solved.method, [solved.zero]
+        scales = [solved.scale]
         # Only a row-wise partial_fit resumes the optimizer; the quadratic restarts it.
         state = None if rows is None else state_to_numpy(solved.optimizer.state_dict())
     theta = theta_t * setup.scaling.y_scale + _intercept_row(
@@ -267,6 +271,7 @@ def solve(spec, setup, R_aug, weight_sum, y_ndim, *, rows=None, validation=None,
     return FitOutcome(
         fitted=fitted, raw=raw, powers=setup.powers, train=result, stream=stream,
         validated=scorer is not None, optimizer_name=method,
+        scale=None if scales[0] is None else np.array(scales, dtype=float),
     )
 
 
@@ -308,6 +313,7 @@ class _Solved:
     method: str  # the optimizer's class name, or the exact solver's name
     optimizer: Optional[torch.optim.Optimizer] = None
     zero: Optional[np.ndarray] = None  # exact zeros of the terms' raw coefficients (L1)
+    scale: Optional[float] = None  # the scale-free Huber's scale (one output), units of y
 
 
 # What the outcome names as the method of an L1 fit solved exactly.
@@ -340,6 +346,7 @@ def _optimize(spec, setup, whitening, weight_sum, rows, previous_theta, optimize
         )
     batch_size = None if rows is None else spec.batch_rows(n_rows)
     _warn_lbfgs_minibatches(spec, batch_size)
+    zero = None
     V = initial_params(setup, whitening, previous_theta)
     optimizer = make_optimizer(spec.optimizer_class, [V], spec.lr, spec.optimizer_kwargs)
     if optimizer_state is not None:
@@ -350,12 +357,17 @@ def _optimize(spec, setup, whitening, weight_sum, rows, previous_theta, optimize
         n_rows=n_rows, keep_best=not epoch, smooth=spec.smooth, verbose=spec.verbose,
     )
     result = train(V, objective, optimizer, settings, generator=generator, validation=scorer)
-    if (spec.piecewise_linear and spec.alpha == 0 and not epoch and scorer is None
-            and isinstance(objective, RowObjective) and objective.chunks is None
-            and setup.n_outputs == 1):
-        _to_vertex(spec, objective, result)
+    if (spec.piecewise_linear and (spec.alpha == 0 or spec.l1_ratio == 1) and not epoch
+            and scorer is None and isinstance(objective, RowObjective)
+            and objective.chunks is None and setup.n_outputs == 1):
+        zero = _to_vertex(spec, objective, result, _l1_rows(spec, setup, whitening, weight_sum))
     theta_t = (whitening.M @ result.V.detach()).cpu().to(torch.float64).numpy()
-    return _Solved(result, theta_t, type(optimizer).__name__, optimizer)
+    scale = None
+    if spec.huber_joint and isinstance(objective, RowObjective) and setup.n_outputs == 1:
+        with torch.no_grad():
+            residual = objective.predictions(result.V.detach()) - objective.y
+            scale = float(huber_scale(residual, objective.w / objective.w.sum(), spec.epsilon)[0])
+    return _Solved(result, theta_t, type(optimizer).__name__, optimizer, zero=zero, scale=scale)
 
 
 def _solve_l1(spec, setup, whitening, weight_sum):
@@ -382,11 +394,39 @@ def _solve_l1(spec, setup, whitening, weight_sum):
     return _Solved(result, theta_t, L1_SOLVER, zero=l1.zero.cpu().numpy())
 
 
-def _to_vertex(spec, objective, result):
+def _l1_rows(spec, setup, whitening, weight_sum):
+    """An L1 penalty as pseudo-rows of the linear program (None without a penalty).
+
+    ``|b_j| = 2 * pinball_0.5(b_j)``, so the penalty ``alpha / sum(w) * ||s * A @ V||_1``
+    (divided by the target scale ``s``, as the loss is) is one row per term with design
+    ``-A_j``, target 0, quantile 0.5 and weight ``2 * alpha / sum(w)`` (halved for the absolute
+    error, which is twice the pinball loss). A vertex that fits a pseudo-row exactly has that
+    coefficient exactly zero.
+    """
+    if spec.alpha == 0:
+        return None
+    A = _terms_map(setup) @ whitening.M
+    weight = 2 * spec.alpha * spec.l1_ratio / weight_sum
+    if spec.loss_name == "absolute_error":
+        weight /= 2
+    return -A, weight
+
+
+def _to_vertex(spec, objective, result, penalty_rows=None):
     """Move a piecewise-linear fit to its linear program's certified optimum (``_vertex``)."""
     B = objective.design(None).detach()
     t = (objective.y[:, 0] - objective.y_offset[0]) / objective.y_scale[0]
-    vertex = refine(B, t, objective.w, spec.quantile, result.V.detach()[:, 0])
+    w = objective.w / objective.w.sum()
+    total, q = 1.0, spec.quantile
+    if penalty_rows is not None:
+        rows, weight = penalty_rows
+        n_pen = rows.shape[0]
+        B = torch.cat([B, rows.to(B.dtype)])
+        t = torch.cat([t, t.new_zeros(n_pen)])
+        w = torch.cat([w, w.new_full((n_pen,), weight)])
+        q = torch.cat([t.new_full((B.shape[0] - n_pen,), q), t.new_full((n_pen,), 0.5)])
+        total += weight * n_pen
+    vertex = refine(B, t, w, q, result.V.detach()[:, 0])
     with torch.no_grad():
         result.V.copy_(vertex.V[:, None])
     result.converged = vertex.certified
@@ -394,7 +434,15 @@ def _to_vertex(spec, objective, result):
     result.certificate_violation = vertex.violation
     # The absolute error is twice the pinball loss at q=0.5; both scale with y.
     factor = 2.0 if spec.loss_name == "absolute_error" else 1.0
-    result.best_loss = vertex.objective * factor * float(objective.y_scale[0])
+    result.best_loss = vertex.objective * total * factor * float(objective.y_scale[0])
+    if result.loss_curve:
+        result.loss_curve.append(result.best_loss)
+    if penalty_rows is None:
+        return None
+    # The pseudo-rows the vertex fits exactly are the exact zeros (rounding aside).
+    coef = rows @ vertex.V.to(rows.dtype)
+    size = rows.norm(dim=1) * vertex.V.norm()
+    return (coef.abs() <= 1e3 * torch.finfo(rows.dtype).eps * size).cpu().numpy()
 
 
 def convergence_warning(spec, outcome) -> Optional[str]:

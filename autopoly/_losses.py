@@ -49,7 +49,70 @@ def huber(y_pred, y_true, weight, epsilon):
     return _weighted_mean(quad * (r - 0.5 * quad), weight)
 
 
-def resolve_loss(loss, epsilon, quantile=0.5):
+def huber_scale(residual, weight, epsilon):
+    """The scale ``sigma`` (per output) of the scale-free Huber loss at these residuals.
+
+    ``sigma`` minimizes ``f(sigma) = sum(w) * sigma + sum_i w_i * sigma * H(r_i / sigma)`` with
+    ``H(z) = z**2`` for ``|z| <= epsilon`` and ``2 * epsilon * |z| - epsilon**2`` beyond
+    (:class:`sklearn.linear_model.HuberRegressor`'s objective without the penalty). ``f`` is
+    convex in ``sigma``; between consecutive breakpoints ``|r_i| / epsilon`` the set of rows
+    inside the threshold is fixed and ``f(sigma) = sigma * (W - epsilon**2 * W_out) + S_in /
+    sigma + 2 * epsilon * L_out``, whose minimizer is closed-form. Every piece's minimizer,
+    clipped to its piece, is evaluated and the best kept: exact, ``O(n log n)``.
+    """
+    r = residual.detach().abs()
+    w = weight.detach()
+    order = torch.argsort(r, dim=0)
+    a = torch.gather(r, 0, order) / epsilon  # breakpoints, ascending, (n, k)
+    ws = w[order]  # weights in the same order, (n, k)
+    zero = a.new_zeros((1, a.shape[1]))
+    total = w.sum()
+    # Piece j (0..n): the j smallest residuals are inside; sigma in [a_(j-1), a_(j)).
+    cum_w = torch.cat([zero, torch.cumsum(ws, 0)])
+    s_in = torch.cat([zero, torch.cumsum(ws * (a * epsilon) ** 2, 0)])
+    l_abs = ws * a * epsilon
+    l_out = torch.cat([torch.flip(torch.cumsum(torch.flip(l_abs, [0]), 0), [0]), zero])
+    w_out = total - cum_w
+    lo = torch.cat([zero, a])
+    hi = torch.cat([a, torch.full_like(zero, float("inf"))])
+    slope = total - epsilon**2 * w_out
+    tiny = torch.finfo(a.dtype).tiny
+    with torch.no_grad():
+        stationary = torch.where(
+            (slope > 0) & (s_in > 0), torch.sqrt(s_in / slope.clamp(min=tiny)),
+            torch.where(slope > 0, lo, hi),
+        )
+        sigma = torch.minimum(torch.maximum(stationary, lo), hi)
+        finite = torch.isfinite(sigma)
+        sigma = torch.where(finite, sigma, lo)
+        sigma = sigma.clamp(min=tiny)
+        f = sigma * slope + s_in / sigma + 2 * epsilon * l_out
+        best = torch.argmin(torch.where(finite, f, torch.full_like(f, float("inf"))), dim=0)
+    return torch.gather(sigma, 0, best[None, :])[0]
+
+
+def huber_joint(y_pred, y_true, weight, epsilon):
+    """Weighted mean of the scale-free Huber loss per output (``HuberRegressor``'s, divided by
+    ``sum(w)``): ``sigma + sum_i w_i * sigma * H(r_i / sigma)`` at the best ``sigma``.
+
+    ``sigma`` is profiled out (:func:`huber_scale`, held fixed for autograd): as it minimizes
+    the loss, the gradient of the profiled loss with respect to the predictions is the partial
+    gradient at that ``sigma`` (the envelope theorem), so any optimizer sees the exact
+    gradient of the joint problem in the coefficients alone.
+    """
+    r = y_pred - y_true
+    total = weight.sum()
+    sigma = huber_scale(r, weight / total, epsilon)
+    z = r.abs()
+    inside = z <= epsilon * sigma
+    per = torch.where(inside, r * r / sigma, 2 * epsilon * z - epsilon**2 * sigma)
+    return weight @ per + total * sigma
+
+
+HUBER_SCALES = ("fixed", "joint")
+
+
+def resolve_loss(loss, epsilon, quantile=0.5, scale="fixed"):
     """Return ``(name, function)`` for the ``loss`` parameter (a name or a callable).
 
     The function returns per-output losses, shape ``(n_outputs,)``, or ``(1,)`` for a callable.
@@ -60,6 +123,8 @@ def resolve_loss(loss, epsilon, quantile=0.5):
         return loss, squared_error
     if loss == "absolute_error":
         return loss, absolute_error
+    if loss == "huber" and scale == "joint":
+        return loss, lambda y_pred, y_true, sw: huber_joint(y_pred, y_true, sw, epsilon)
     if loss == "huber":
         return loss, lambda y_pred, y_true, sw: huber(y_pred, y_true, sw, epsilon)
     if loss == "quantile":

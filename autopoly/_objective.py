@@ -153,6 +153,12 @@ class RowObjective(_Objective):
         B = self.design(rows)
         return B @ V if self._plain else self.y_offset + self.y_scale * (B @ V)
 
+    def predictions(self, V):
+        """Predictions for all rows, in the units of y (chunk by chunk when not cached)."""
+        if self.chunks is None:
+            return self._predict(V, None)
+        return torch.cat([self._predict(V, c) for c in self.chunks])
+
     def _loss(self, V, rows):
         y_hat = self._predict(V, rows)
         if rows is None:

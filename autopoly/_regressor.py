@@ -14,7 +14,7 @@ from . import _dask
 from . import _fitting as fitting
 from ._features import term_names
 from ._inference import InferenceMixin
-from ._losses import LOSSES
+from ._losses import HUBER_SCALES, LOSSES
 from ._persistence import check_state_version, restore_on_error
 from ._scoring import r2_score_tensor
 from ._sources import ArraySource
@@ -71,8 +71,17 @@ class TorchPolyRegressor(InferenceMixin, RegressorMixin, BaseEstimator):
         tensor; it should be a weighted mean over samples so that chunked evaluation is exact.
     quantile : float, default=0.5
         The quantile that ``loss='quantile'`` (the pinball loss) predicts, in (0, 1).
-    epsilon : float, default=1.0
-        Huber threshold, in the units of ``y``.
+    epsilon : float, default=None
+        Huber threshold: in the units of ``y`` with ``huber_scale='fixed'`` (None means 1.0),
+        in units of the estimated scale ``scale_`` with ``huber_scale='joint'`` (None means
+        1.35, :class:`~sklearn.linear_model.HuberRegressor`'s default; at least 1, below which
+        the scale collapses to 0 and the loss becomes the absolute error).
+    huber_scale : {'fixed', 'joint'}, default='fixed'
+        ``'fixed'``: the Huber loss ``r**2 / 2`` within ``epsilon`` of the prediction and
+        ``epsilon * (|r| - epsilon / 2)`` beyond, ``epsilon`` in the units of ``y``.
+        ``'joint'``: :class:`~sklearn.linear_model.HuberRegressor`'s scale-free loss, with
+        the scale estimated jointly with the coefficients (``scale_``): for the same
+        ``epsilon`` and ``alpha`` the fit is ``HuberRegressor``'s on the same terms.
     alpha : float, default=0.0
         Penalty strength. The objective is ``loss + alpha / sum(sample_weight) * penalty`` so
         that ``alpha`` means what it means in :class:`sklearn.linear_model.Ridge`.
@@ -160,6 +169,9 @@ class TorchPolyRegressor(InferenceMixin, RegressorMixin, BaseEstimator):
         Best validation R^2 when ``early_stopping=True``.
     device_ : str
         The device the fit ran on.
+    scale_ : float or ndarray of shape (n_targets,)
+        Only with ``loss='huber', huber_scale='joint'``: the scale estimated with the
+        coefficients, in the units of ``y`` (``HuberRegressor.scale_``).
 
     See Also
     --------
@@ -203,7 +215,8 @@ class TorchPolyRegressor(InferenceMixin, RegressorMixin, BaseEstimator):
         "fit_intercept": ["boolean"],
         "loss": [StrOptions(set(LOSSES)), callable],
         "quantile": [Interval(Real, 0, 1, closed="neither")],
-        "epsilon": [Interval(Real, 0, None, closed="neither")],
+        "epsilon": [Interval(Real, 0, None, closed="neither"), None],
+        "huber_scale": [StrOptions(set(HUBER_SCALES))],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "l1_ratio": [Interval(Real, 0, 1, closed="both")],
         "optimizer": [str, type],
@@ -231,7 +244,8 @@ class TorchPolyRegressor(InferenceMixin, RegressorMixin, BaseEstimator):
         fit_intercept=True,
         loss="squared_error",
         quantile=0.5,
-        epsilon=1.0,
+        epsilon=None,
+        huber_scale="fixed",
         alpha=0.0,
         l1_ratio=0.0,
         optimizer="lbfgs",
@@ -256,6 +270,7 @@ class TorchPolyRegressor(InferenceMixin, RegressorMixin, BaseEstimator):
         self.loss = loss
         self.quantile = quantile
         self.epsilon = epsilon
+        self.huber_scale = huber_scale
         self.alpha = alpha
         self.l1_ratio = l1_ratio
         self.optimizer = optimizer
@@ -362,6 +377,10 @@ class TorchPolyRegressor(InferenceMixin, RegressorMixin, BaseEstimator):
             result.best_validation_score if outcome.validated else None
         )
         self.device_ = fitted.device
+        if outcome.scale is not None:
+            self.scale_ = float(outcome.scale[0]) if single else outcome.scale.copy()
+        elif hasattr(self, "scale_"):
+            del self.scale_
         self._fitted = fitted
         self._stream = outcome.stream
         self._autopoly_version = __version__

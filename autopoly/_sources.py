@@ -127,6 +127,13 @@ class ArraySource:
                 return B if rows is None else B[rows]
 
         else:
+            if spec.huber_joint:
+                raise ValueError(
+                    "huber_scale='joint' estimates the scale from all residuals at once and "
+                    f"needs the whitened rows in memory ({n} rows x {rank} terms exceed the "
+                    f"cache of {CACHE_BYTES / 2**20:.0f} MiB). Use batch_size (a scale per "
+                    "mini-batch), fewer rows or terms, or huber_scale='fixed'."
+                )
 
             def whitened_rows(rows):
                 index = rows if rows is not None else slice(None)

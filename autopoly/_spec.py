@@ -29,6 +29,8 @@ class FitSpec:
     loss_name: str  # 'squared_error', 'huber', 'absolute_error', 'quantile' or 'callable'
     loss_fn: Callable
     quantile: float  # of loss='quantile' (0.5 for the absolute error, which it halves)
+    epsilon: float  # Huber's threshold
+    huber_joint: bool  # loss='huber' with huber_scale='joint' (epsilon relative to a scale)
     alpha: float
     l1_ratio: float
     optimizer_class: type
@@ -90,7 +92,18 @@ class FitSpec:
 def resolve_spec(est):
     """Check the parameters that need no data and resolve them into a :class:`FitSpec`."""
     lo, hi = degree_range(est.degree, est.fit_intercept)
-    loss_name, loss_fn = resolve_loss(est.loss, est.epsilon, est.quantile)
+    huber_scale = getattr(est, "huber_scale", "fixed")
+    epsilon = est.epsilon
+    if epsilon is None:
+        epsilon = 1.35 if huber_scale == "joint" else 1.0
+    if huber_scale == "joint" and est.loss == "huber" and epsilon < 1:
+        raise ValueError(
+            f"epsilon={epsilon} is below 1 with huber_scale='joint': the estimated scale would "
+            "collapse to 0 and the fit become the absolute error. Use epsilon >= 1 (1.35, "
+            "HuberRegressor's default, keeps 95% efficiency on normal noise), or "
+            "huber_scale='fixed' for a threshold in the units of y."
+        )
+    loss_name, loss_fn = resolve_loss(est.loss, epsilon, est.quantile, huber_scale)
     rng = check_random_state(est.random_state)
     return FitSpec(
         terms=Terms(lo, hi, bool(est.interaction_only), bool(est.fit_intercept)),
@@ -98,6 +111,8 @@ def resolve_spec(est):
         loss_name=loss_name,
         loss_fn=loss_fn,
         quantile=float(est.quantile) if loss_name == "quantile" else 0.5,
+        epsilon=float(epsilon),
+        huber_joint=loss_name == "huber" and huber_scale == "joint",
         alpha=float(est.alpha),
         l1_ratio=float(est.l1_ratio),
         optimizer_class=resolve_optimizer(est.optimizer),

@@ -107,8 +107,9 @@ def refine(B, t, w, q, V, tol=1e-9, max_pivots=None):
         Scaled targets.
     w : torch.Tensor of shape (n,)
         Non-negative weights (any normalization).
-    q : float
-        The quantile (0.5 for the absolute error).
+    q : float or torch.Tensor of shape (n,)
+        The quantile (0.5 for the absolute error), or one per row (an L1 penalty's pseudo-rows
+        use 0.5: twice their pinball loss is the absolute value).
     V : torch.Tensor of shape (p,)
         Where the optimizer stopped.
     tol : float, default=1e-9
@@ -121,6 +122,7 @@ def refine(B, t, w, q, V, tol=1e-9, max_pivots=None):
     result : VertexResult
     """
     w = w / w.sum()
+    q = torch.as_tensor(q, dtype=B.dtype, device=B.device).expand(B.shape[0])
     max_pivots = 20 * B.shape[1] + 100 if max_pivots is None else max_pivots
     best, best_value = V, float(w @ _pinball(t - B @ V, q))
     # The optimizer's point names a nearby vertex; the pivots walk from it to the optimum.
@@ -150,7 +152,7 @@ def _walk(B, t, w, q, start, tol, max_pivots):
     for _ in range(max_pivots + 1):
         r = t - B @ V
         a, scale = _multipliers(B, w, q, r, S, tol)
-        excess = torch.clamp(torch.maximum(a - q, (q - 1) - a), min=0.0)
+        excess = torch.clamp(torch.maximum(a - q[S], (q[S] - 1) - a), min=0.0)
         worst = float(excess.max())
         if worst <= scale:
             return VertexResult(V, True, 0.0, float(w @ _pinball(r, q)))
@@ -165,12 +167,12 @@ def _multipliers(B, w, q, r, S, tol):
     """Multipliers of the vertex rows ``S`` in the subgradient condition, and their slack."""
     outside = torch.ones_like(r, dtype=torch.bool)
     outside[S] = False
-    psi = torch.where(r > 0, torch.full_like(r, q), torch.full_like(r, q - 1))
+    psi = torch.where(r > 0, q, q - 1)
     g = B[outside].T @ (w[outside] * psi[outside])
     u = torch.linalg.solve(B[S].T, -g)
     # Zero-weight vertex rows: any multiplier is fine.
     safe = torch.where(w[S] > 0, w[S], torch.ones_like(w[S]))
-    a = torch.where(w[S] > 0, u / safe, torch.full_like(u, q))
+    a = torch.where(w[S] > 0, u / safe, q[S])
     return a, tol * max(1.0, float(g.abs().max()) / float(safe.min()))
 
 
@@ -185,12 +187,13 @@ def _pivot(B, w, q, r, S, a, k):
     Returns ``(step, new S)`` or None when no row stops the descent (it cannot happen for a
     bounded problem; rounding only).
     """
-    sigma = -1.0 if float(a[k]) > q else 1.0
+    q_k = float(q[S[k]])
+    sigma = -1.0 if float(a[k]) > q_k else 1.0
     e = torch.zeros(S.shape[0], dtype=B.dtype, device=B.device)
     e[k] = sigma
     d = torch.linalg.solve(B[S], e)
     Bd = B @ d
-    slope = float(w[S[k]]) * ((q - float(a[k])) if sigma < 0 else (float(a[k]) + 1 - q))
+    slope = float(w[S[k]]) * ((q_k - float(a[k])) if sigma < 0 else (float(a[k]) + 1 - q_k))
     outside = torch.ones_like(r, dtype=torch.bool)
     outside[S] = False
     # Crossings: r_i(s) = r_i - s * Bd_i reaches 0 at s_i = r_i / Bd_i > 0.

@@ -117,3 +117,37 @@ def test_refine_certifies_the_lp_optimum_from_a_poor_start():
             moved = torch.mean(torch.maximum(q * (t - B @ (result.V + d)),
                                              (q - 1) * (t - B @ (result.V + d))))
             assert float(moved) >= result.objective - 1e-15
+
+
+# An L1 penalty keeps the problem a linear program: QuantileRegressor's own penalty.
+@pytest.mark.parametrize("loss, q", [("quantile", 0.05), ("quantile", 0.5), ("quantile", 0.95),
+                                     ("absolute_error", 0.5)])
+@pytest.mark.parametrize("alpha", [1.0, 30.0, 1e4])
+def test_l1_penalty_reaches_the_highs_optimum_with_exact_zeros(loss, q, alpha):
+    """``alpha`` maps to ``QuantileRegressor(alpha=alpha / sum(w))`` for the pinball loss and
+    to ``alpha / (2 * sum(w))`` for the absolute error (twice the pinball loss at 0.5)."""
+    X, y = _problem(7)
+    w = np.random.default_rng(8).uniform(0.5, 2, len(y))
+    F = PolynomialFeatures(3, include_bias=False).fit_transform(X)
+    W = w.sum()
+    a = alpha / W if loss == "quantile" else alpha / (2 * W)
+    params = {"quantile": q} if loss == "quantile" else {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        model = TorchPolyRegressor(degree=3, loss=loss, alpha=alpha, l1_ratio=1.0, **params)
+        model.fit(X, y, sample_weight=w)
+    ref = QuantileRegressor(quantile=q, alpha=a, solver="highs").fit(F, y, sample_weight=w)
+
+    def objective(intercept, coef):
+        return _pinball(y, intercept + F @ coef, q, w) + a * np.abs(coef).sum()
+
+    ours, best = objective(model.intercept_, model.coef_), objective(ref.intercept_, ref.coef_)
+    assert abs(ours - best) <= 1e-8 * best
+    factor = 2 if loss == "absolute_error" else 1
+    assert model.best_loss_ == pytest.approx(factor * ours, rel=1e-10)
+    # HiGHS's zeros are exact to its feasibility tolerance; ours are exact.
+    np.testing.assert_array_equal(model.coef_ == 0, np.abs(ref.coef_) < 1e-10)
+    scale = max(np.abs(ref.coef_).max(), abs(ref.intercept_))
+    assert_allclose(model.coef_, ref.coef_, rtol=0, atol=1e-6 * scale)
+    if alpha == 1e4:
+        assert (model.coef_ == 0).all()
