@@ -5,12 +5,16 @@ rewrites its message to say where the problem is (row, column) and how to fix it
 does not recognize pass through unchanged.
 """
 
+import datetime
 import re
 
 import numpy as np
 import torch
 from sklearn.utils.validation import (
-    _check_feature_names, _check_n_features, _check_sample_weight, validate_data,
+    _check_feature_names,
+    _check_n_features,
+    _check_sample_weight,
+    validate_data,
 )
 
 _FLOATS = [np.float64, np.float32]
@@ -22,12 +26,16 @@ _NUMERIC_FIX = (
 
 # sklearn's messages for arrays of different lengths, and ours with the two lengths.
 _LENGTH_MISMATCHES = [
-    (r"Found input variables with inconsistent numbers of samples: \[(\d+), (\d+)\]",
-     "X has {} samples but y has {}; X and y need the same number of samples (one target row "
-     "per row of X)."),
-    (r"sample_weight\.shape == \((\d+),\), expected \((\d+),\)",
-     "sample_weight has {} entries but X has {} samples; pass one weight per row of X (or a "
-     "single number for equal weights)."),
+    (
+        r"Found input variables with inconsistent numbers of samples: \[(\d+), (\d+)\]",
+        "X has {} samples but y has {}; X and y need the same number of samples (one target row "
+        "per row of X).",
+    ),
+    (
+        r"sample_weight\.shape == \((\d+),\), expected \((\d+),\)",
+        "sample_weight has {} entries but X has {} samples; pass one weight per row of X (or a "
+        "single number for equal weights).",
+    ),
 ]
 
 
@@ -41,6 +49,8 @@ def fit_data(estimator, X, y, sample_weight, reset):
         return tensor_fit_data(estimator, X, y, sample_weight, reset)
     y = _host(y, "y")
     sample_weight = _host(sample_weight, "sample_weight")
+    refuse_times(X, "X")
+    refuse_times(y, "y")
     y_kind = getattr(np.asarray(y) if not hasattr(y, "dtype") else y, "dtype", None)
     if y_kind is not None and y_kind.kind in "USa":
         raise ValueError(
@@ -51,8 +61,8 @@ def fit_data(estimator, X, y, sample_weight, reset):
         X_valid, y_valid = validate_data(
             estimator, X, y, multi_output=True, y_numeric=True, dtype=_FLOATS, reset=reset
         )
-    except ValueError as exc:
-        raise explain(exc, X, y) from exc
+    except (TypeError, ValueError) as exc:
+        _raise_explained(exc, X, y)
     try:
         weights = _check_sample_weight(
             sample_weight, X_valid, dtype=np.float64, ensure_non_negative=True
@@ -69,10 +79,19 @@ def predict_data(estimator, X):
         _check_n_features(estimator, X, reset=False)
         _check_feature_names(estimator, X, reset=False)
         return X
+    refuse_times(X, "X")
     try:
         return validate_data(estimator, X, reset=False, dtype=_FLOATS)
-    except ValueError as exc:
-        raise explain(exc, X) from exc
+    except (TypeError, ValueError) as exc:
+        _raise_explained(exc, X)
+
+
+def _raise_explained(exc, X=None, y=None):
+    """Raise :func:`explain`'s clearer error for ``exc``, or ``exc`` itself unchanged."""
+    clear = explain(exc, X, y)
+    if clear is exc:
+        raise exc
+    raise clear from exc
 
 
 def explain(exc, X=None, y=None, sample_weight=None):
@@ -112,7 +131,10 @@ def explain(exc, X=None, y=None, sample_weight=None):
         found = re.match(pattern, msg)
         if found:
             return ValueError(template.format(*found.groups()))
-    if "could not convert" in msg:
+    if "could not convert" in msg or "float() argument" in msg:
+        times = _time_values(X, "X") or _time_values(y, "y")
+        if times is not None:
+            return times
         column = _non_numeric_column(X)
         if column is not None:
             return ValueError(
@@ -150,9 +172,8 @@ def _first_bad(data, kind):
         if data.ndim == 2:
             return f" (first at row {first[0]}, column {first[1]})"
         return f" (first at {'row' if data.ndim == 1 else 'index'} {first[0]})"
-    try:
-        values = np.asarray(data, dtype=float)
-    except (TypeError, ValueError):
+    values = _float_values(data)
+    if values is None:
         return ""
     bad = np.isnan(values) if kind == "NaN" else np.isinf(values)
     hits = np.argwhere(bad)
@@ -160,8 +181,35 @@ def _first_bad(data, kind):
         return ""
     first = tuple(int(i) for i in hits[0])
     if values.ndim == 2:
-        return f" (first at row {first[0]}, column {first[1]})"
+        return f" (first at row {first[0]}, column {_column_label(data, first[1])})"
     return f" (first at {'row' if values.ndim == 1 else 'index'} {first[0]})"
+
+
+def _float_values(data):
+    """``data`` as a float array with NaN for missing values, or None if it holds non-numbers.
+
+    pandas' nullable dtypes (``Float64``, ``Int64``) and pyarrow-backed columns mark missing
+    values with ``pd.NA``, which ``np.asarray(..., dtype=float)`` refuses; their ``to_numpy``
+    turns them into NaN.
+    """
+    to_numpy = getattr(data, "to_numpy", None)
+    if callable(to_numpy):
+        try:
+            return np.asarray(to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
+        except (TypeError, ValueError):  # non-numbers, or a to_numpy without these arguments
+            pass
+    try:
+        return np.asarray(data, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+
+
+def _column_label(data, index):
+    """A DataFrame's column by name (``'b'``), any other's by position (``1``)."""
+    columns = getattr(data, "columns", None)
+    if columns is not None and index < len(columns) and isinstance(columns[index], str):
+        return repr(columns[index])
+    return index
 
 
 def _non_numeric_column(X):
@@ -170,19 +218,155 @@ def _non_numeric_column(X):
     if dtypes is None or not hasattr(X, "columns"):
         return None
     for name in X.columns:
-        try:
-            np.asarray(X[name], dtype=float)
-        except (TypeError, ValueError):
+        if _float_values(X[name]) is None:
             return name, X[name].dtype
     return None
 
 
 def _is_numeric(data):
+    return _float_values(data) is not None
+
+
+# ------------------------------------------------------------- dates, times and periods
+
+_DATETIMES, _DURATIONS, _PERIODS = "dates and times", "durations", "periods"
+
+
+def refuse_times(data, name):
+    """Raise a ValueError naming the column when ``X`` or ``y`` holds dates, durations or periods.
+
+    By dtype only (no pass over the values): NumPy ``datetime64`` and ``timedelta64``, pandas'
+    datetime (tz-aware too), timedelta and period columns, and pyarrow temporal columns. Some
+    of these would otherwise fail with a low-level dtype error, others silently become
+    nanoseconds since 1970 in units the user never chose. Object columns holding such values
+    are named by :func:`explain` when the conversion to float fails.
+    """
+    columns = getattr(data, "columns", None)
+    dtypes = getattr(data, "dtypes", None)
+    if columns is not None and dtypes is not None and len(columns) == len(dtypes):
+        for column, dtype in zip(columns, dtypes, strict=True):
+            what = _time_kind(dtype)
+            if what is not None:
+                raise _time_error(name, what, f"dtype {dtype}", column, pandas=True)
+        return
+    dtype = getattr(data, "dtype", None)
+    what = None if dtype is None or isinstance(data, torch.Tensor) else _time_kind(dtype)
+    if what is not None:
+        raise _time_error(name, what, f"dtype {dtype}", None, pandas=hasattr(data, "dt"))
+
+
+def _time_kind(dtype):
+    kind = getattr(dtype, "kind", None)
+    if kind == "M":
+        return _DATETIMES
+    if kind == "m":
+        return _DURATIONS
+    if str(dtype).startswith("period"):
+        return _PERIODS
+    arrow = getattr(dtype, "pyarrow_dtype", None)
+    if arrow is not None:
+        import pyarrow.types as pat  # installed: the dtype is pyarrow's
+
+        if pat.is_duration(arrow):
+            return _DURATIONS
+        if pat.is_temporal(arrow):
+            return _DATETIMES
+    return None
+
+
+def _time_value_kind(value):
+    if isinstance(value, (datetime.date, datetime.time, np.datetime64)):
+        return _DATETIMES
+    if isinstance(value, (datetime.timedelta, np.timedelta64)):
+        return _DURATIONS
+    if type(value).__name__ == "Period" and type(value).__module__.startswith("pandas"):
+        return _PERIODS
+    return None
+
+
+def _time_values(data, name):
+    """The error for the first date, duration or period among ``data``'s object values."""
+    if data is None or isinstance(data, torch.Tensor):
+        return None
+    columns = getattr(data, "columns", None)
+    if columns is not None:
+        for column in columns:
+            found = _first_time_value(data[column])
+            if found is not None:
+                (row,), value, what = found
+                where = f"a {type(value).__name__} on row {row}"
+                return _time_error(name, what, where, column, objects=True)
+        return None
+    found = _first_time_value(data)
+    if found is None:
+        return None
+    index, value, what = found
+    if len(index) == 2:
+        where = f"a {type(value).__name__} on row {index[0]}, column {index[1]}"
+    else:
+        where = f"a {type(value).__name__} at index {index[0]}"
+    return _time_error(name, what, where, None, objects=True)
+
+
+def _first_time_value(values):
+    """``(index, value, kind)`` of the first date, duration or period in ``values``."""
     try:
-        np.asarray(data, dtype=float)
+        array = np.asarray(values, dtype=object)
     except (TypeError, ValueError):
-        return False
-    return True
+        return None
+    for flat, value in enumerate(array.reshape(-1)):
+        what = _time_value_kind(value)
+        if what is not None:
+            index = np.unravel_index(flat, array.shape) if array.ndim else (0,)
+            return tuple(int(i) for i in index), value, what
+    return None
+
+
+def _time_error(name, what, found, column, pandas=False, objects=False):
+    """The ValueError for dates, durations or periods in ``X`` or ``y``, with a conversion.
+
+    ``pandas``: the data has pandas' ``.dt`` accessor; ``objects``: Python or pandas objects
+    (``datetime.date``, ``pd.Period``) in an object column, which ``pd.to_datetime`` or a
+    ``map`` converts.
+    """
+    if column is not None:
+        subject, ref = f"{name} column {column!r}", f"{name}[{column!r}]"
+    else:
+        subject, ref = name, name
+    if objects and what == _DATETIMES:
+        fix = (
+            f"e.g. days since the first with d = pd.to_datetime({ref}); "
+            "(d - d.min()) / pd.Timedelta(days=1)"
+        )
+    elif objects and what == _DURATIONS:
+        fix = f"e.g. seconds with pd.to_timedelta({ref}).dt.total_seconds()"
+    elif objects:
+        fix = f"e.g. the period number with {ref}.map(lambda p: p.ordinal)"
+    elif pandas and what == _DATETIMES:
+        fix = (
+            f"e.g. days since the first with ({ref} - {ref}.min()) / pd.Timedelta(days=1), or "
+            f"parts such as {ref}.dt.year and {ref}.dt.dayofyear"
+        )
+    elif pandas and what == _DURATIONS:
+        fix = f"e.g. seconds with {ref}.dt.total_seconds()"
+    elif what == _PERIODS:
+        fix = f"e.g. the period number with {ref}.astype('int64'), or {ref}.dt.year"
+    elif what == _DATETIMES:
+        fix = (
+            f"e.g. days since 1970-01-01 with ({ref} - np.datetime64('1970-01-01')) / "
+            "np.timedelta64(1, 'D')"
+        )
+    else:
+        fix = f"e.g. seconds with {ref} / np.timedelta64(1, 's')"
+    if name == "y":
+        return ValueError(
+            f"{subject} holds {what} ({found}), but TorchPolyRegressor predicts numbers: "
+            f"convert the target to numbers first, {fix}, and the predictions back."
+        )
+    return ValueError(
+        f"{subject} holds {what} ({found}); TorchPolyRegressor needs numeric features: "
+        f"convert {'it' if column is not None else 'them'} to numbers first, {fix}."
+    )
 
 
 # --------------------------------------------------------------------------- tensors
@@ -259,8 +443,9 @@ def check_tensor(t, name, two_d, finite=True, keep_float=True):
         bad = torch.isnan(t) if kind == "NaN" else torch.isinf(t)
         # Only the position of the first bad value comes to the host.
         first = tuple(int(i) for i in torch.nonzero(bad)[0].cpu())
-        raise explain(ValueError(f"Input {name} contains {kind}."),
-                      **{name: _Located(first, t.ndim)})
+        raise explain(
+            ValueError(f"Input {name} contains {kind}."), **{name: _Located(first, t.ndim)}
+        )
     return t
 
 
@@ -294,10 +479,12 @@ def targets_on(device, n_rows, y, sample_weight, non_negative=True):
         y = torch.from_numpy(_numeric_array(y, "y"))
     y = check_tensor(y.to(device), "y", two_d=False)
     if y.shape[0] != n_rows:
-        raise explain(ValueError(
-            f"Found input variables with inconsistent numbers of samples: [{n_rows}, "
-            f"{y.shape[0]}]"
-        ))
+        raise explain(
+            ValueError(
+                f"Found input variables with inconsistent numbers of samples: [{n_rows}, "
+                f"{y.shape[0]}]"
+            )
+        )
     if sample_weight is None:
         return y, torch.ones(n_rows, dtype=torch.float64, device=device)
     if not isinstance(sample_weight, torch.Tensor):

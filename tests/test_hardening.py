@@ -9,6 +9,7 @@ import os
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -134,3 +135,64 @@ def test_valid_optimizer_kwargs_are_used():
         optimizer="sgd", lr=0.01, max_iter=5, tol=0, optimizer_kwargs={"momentum": 0.9}
     ).fit(X, Y)
     assert not np.allclose(plain.coef_, momentum.coef_)
+
+
+# ------------------------------------------------------------ dates, times and missing values
+
+_DATES = pd.date_range("2024-01-01", periods=30, freq="D")
+
+
+def test_predict_names_a_date_column_as_fit_does():
+    model = TorchPolyRegressor().fit(pd.DataFrame({"a": X[:, 0], "when": X[:, 1]}), Y)
+    with pytest.raises(ValueError, match="X column 'when' holds dates and times"):
+        model.predict(pd.DataFrame({"a": X[:, 0], "when": _DATES}))
+
+
+@pytest.mark.parametrize(
+    "column, what",
+    [
+        (pd.Series(_DATES).astype("timestamp[ns][pyarrow]"), "dates and times"),
+        (pd.Series(_DATES.date, dtype=object), r"dates and times \(a date on row 0\)"),
+        (pd.Series(list(_DATES.to_period("D")), dtype=object), "periods"),
+        (pd.Series(list(_DATES - _DATES[0]), dtype=object), "durations"),
+    ],
+    ids=["pyarrow-timestamp", "date-objects", "period-objects", "timedelta-objects"],
+)
+def test_other_date_columns_are_named(column, what):
+    pytest.importorskip("pyarrow")
+    with pytest.raises(ValueError, match=f"X column 'when' holds {what}"):
+        TorchPolyRegressor().fit(pd.DataFrame({"a": X[:, 0], "when": column}), Y)
+
+
+def test_dates_in_a_list_give_their_row_and_column():
+    import datetime
+
+    rows = [[1.0, datetime.datetime(2024, 1, 1)]] + [[1.0, 2.0]] * 29
+    with pytest.raises(
+        ValueError, match=r"X holds dates and times \(a datetime on row 0, column 1\)"
+    ):
+        TorchPolyRegressor().fit(rows, Y)
+
+
+def test_a_column_of_other_objects_is_named():
+    frame = pd.DataFrame({"a": X[:, 0], "meta": [{}] * 30})
+    with pytest.raises(ValueError, match="X column 'meta' has non-numeric values"):
+        TorchPolyRegressor().fit(frame, Y)
+
+
+@pytest.mark.parametrize("dtype", ["Float64", "Int64", "float64[pyarrow]"])
+def test_missing_values_are_located_in_y_and_weights_of_every_dtype(dtype):
+    if "pyarrow" in dtype:
+        pytest.importorskip("pyarrow")
+    y = pd.Series(np.round(Y), dtype=dtype)
+    y.iloc[7] = None
+    with pytest.raises(ValueError, match=r"Input y contains NaN \(first at row 7\)"):
+        TorchPolyRegressor().fit(X, y)
+    weights = pd.Series(np.ones(30), dtype=dtype)
+    weights.iloc[4] = None
+    with pytest.raises(ValueError, match=r"sample_weight contains NaN \(first at row 4\)"):
+        TorchPolyRegressor().fit(X, Y, sample_weight=weights)
+    frame = pd.DataFrame(np.round(X * 10), columns=["a", "b"]).astype(dtype)
+    frame.iloc[2, 1] = None
+    with pytest.raises(ValueError, match=r"Input X contains NaN \(first at row 2, column 'b'\)"):
+        TorchPolyRegressor().fit(frame, Y)

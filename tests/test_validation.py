@@ -48,6 +48,21 @@ def _fitted_on_frame():
     return TorchPolyRegressor().fit(pd.DataFrame(X, columns=["a", "b"]), Y)
 
 
+_DATES = pd.date_range("2024-01-01", periods=30, freq="D")
+
+
+def _frame_with(name, column):
+    """X as a DataFrame with a second column ``name`` holding ``column``."""
+    return pd.DataFrame({"a": X[:, 0], name: column})
+
+
+def _frame_with_missing(dtype, where):
+    """X as a DataFrame of ``dtype`` with a missing value (pd.NA or a pyarrow null) at ``where``."""
+    frame = pd.DataFrame(X, columns=["a", "b"]).astype(dtype)
+    frame.iloc[where] = None
+    return frame
+
+
 def _absent_cuda():
     """A CUDA device name that does not exist on this machine, with or without a GPU."""
     return f"cuda:{torch.cuda.device_count() if torch.cuda.is_available() else 0}"
@@ -64,6 +79,12 @@ BAD_INPUTS = [
      ValueError, _all(r"\bX\b", "NaN", "impute|drop")),
     ("inf-in-X", lambda: TorchPolyRegressor().fit(_with(X, (3, 1), np.inf), Y),
      ValueError, _all(r"\bX\b", "infinity|inf\\b", "impute|drop")),
+    ("na-in-nullable-column",
+     lambda: TorchPolyRegressor().fit(_frame_with_missing("Float64", (3, 1)), Y),
+     ValueError, _all(r"\bX\b", r"NaN \(first at row 3, column 'b'\)", "impute|drop")),
+    ("null-in-pyarrow-column",
+     lambda: TorchPolyRegressor().fit(_frame_with_missing("float64[pyarrow]", (5, 0)), Y),
+     ValueError, _all(r"\bX\b", r"NaN \(first at row 5, column 'a'\)", "impute|drop")),
     ("nan-in-X-at-predict", lambda: _fitted().predict(_with(X, (3, 1), np.nan)),
      ValueError, _all(r"\bX\b", "NaN", "impute|drop")),
     ("nan-in-y", lambda: TorchPolyRegressor().fit(X, _with(Y, 2, np.nan)),
@@ -84,6 +105,23 @@ BAD_INPUTS = [
      ValueError, _all("column 'b'", "non-numeric|dtype object", "encode|Encoder")),
     ("string-y", lambda: TorchPolyRegressor().fit(X, np.array(["low", "high"] * 15)),
      ValueError, _all(r"\by\b", "non-numeric", "classifier|encode")),
+    # Dates, durations and periods: the column named, a conversion suggested.
+    ("datetime-column", lambda: TorchPolyRegressor().fit(_frame_with("when", _DATES), Y),
+     ValueError, _all("X column 'when'", "dates and times", r"pd\.Timedelta\(days=1\)")),
+    ("tz-aware-column",
+     lambda: TorchPolyRegressor().fit(_frame_with("when", _DATES.tz_localize("UTC")), Y),
+     ValueError, _all("X column 'when'", "dates and times", r"UTC\]")),
+    ("period-column",
+     lambda: TorchPolyRegressor().fit(_frame_with("month", _DATES.to_period("M")), Y),
+     ValueError, _all("X column 'month'", "periods", r"astype\('int64'\)")),
+    ("duration-column",
+     lambda: TorchPolyRegressor().fit(_frame_with("wait", _DATES - _DATES[0]), Y),
+     ValueError, _all("X column 'wait'", "durations", r"total_seconds\(\)")),
+    ("datetime64-X",
+     lambda: TorchPolyRegressor().fit(np.arange(30).astype("datetime64[D]").reshape(-1, 1), Y),
+     ValueError, _all(r"\bX holds dates and times", r"datetime64\[D\]", "np.timedelta64")),
+    ("datetime-y", lambda: TorchPolyRegressor().fit(X, pd.Series(_DATES)),
+     ValueError, _all(r"\by holds dates and times", "predicts numbers", "predictions back")),
     ("complex-X", lambda: TorchPolyRegressor().fit(X + 1j, Y),
      # "Complex data not supported" is what scikit-learn's check_complex_data matches.
      ValueError, _all("Complex data not supported", r"\bX\b", r"\.real")),
@@ -163,6 +201,18 @@ BAD_INPUTS = [
     # Optimizer, loss, device, batch_size, lr.
     ("unknown-optimizer", lambda: TorchPolyRegressor(optimizer="adamm").fit(X, Y),
      ValueError, _all("optimizer='adamm'", r"\badam\b", r"\blbfgs\b", r"\bsgd\b")),
+    ("abstract-optimizer", lambda: TorchPolyRegressor(optimizer="Optimizer").fit(X, Y),
+     ValueError, _all("optimizer='Optimizer'", "abstract base class", r"step\(\)", r"\badam\b")),
+    ("invalid-optimizer_kwargs",
+     lambda: TorchPolyRegressor(optimizer="adam", optimizer_kwargs={"betas": (2, 3)}).fit(X, Y),
+     ValueError, _all(r"optimizer_kwargs=\{'betas': \(2, 3\)\}", "Invalid beta",
+                      r"defaults: betas=\(0\.9, 0\.999\)")),
+    ("unknown-optimizer_kwargs",
+     lambda: TorchPolyRegressor(optimizer="adam", optimizer_kwargs={"beta": 0.5}).fit(X, Y),
+     ValueError, _all("optimizer_kwargs=", "takes no 'beta'", "keyword arguments are betas")),
+    ("lr-in-optimizer_kwargs",
+     lambda: TorchPolyRegressor(optimizer="adam", optimizer_kwargs={"lr": 0.1}).fit(X, Y),
+     ValueError, _all("optimizer_kwargs=", "sets 'lr'", "lr parameter")),
     ("unknown-loss", lambda: TorchPolyRegressor(loss="l2").fit(X, Y),
      ValueError, _all("'loss' parameter", "'squared_error'", "'huber'", "'absolute_error'",
                       "Got 'l2'")),
