@@ -102,13 +102,22 @@ class _Reporter:
 
     def step(self, it, user):
         if self.verbose >= 1 and (it == 1 or it % 10 == 0):
-            print(
+            self.line(
                 f"Iteration {it}, loss = {user:.8g}, "
                 f"elapsed = {time.perf_counter() - self.start:.2f}s"
             )
         if self.bar is not None:
             self.bar.update(1)
             self.bar.set_postfix(loss=f"{user:.4g}")
+
+    def line(self, text):
+        """Print ``text`` on its own line, above the bar while one is open."""
+        if self.bar is None:
+            print(text)
+        else:
+            # A plain print would land inside the bar's line; tqdm.write clears the bar,
+            # prints the line to stdout and draws the bar again below it.
+            self.bar.write(text)
 
     def close(self):
         if self.bar is not None:

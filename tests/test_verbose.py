@@ -1,5 +1,6 @@
 """Progress output: silent at verbose=0, summary lines at 1, a tqdm bar at 2 (tqdm optional)."""
 
+import io
 import re
 import sys
 import warnings
@@ -78,3 +79,22 @@ def test_verbose_2_without_tqdm_still_prints_lines(capsys, monkeypatch):
     assert len(hints) == 1 and "pip install tqdm" in hints[0]
     assert captured.err == ""
     assert "Iteration 20, loss = " in captured.out
+
+
+def test_verbose_2_lines_are_written_above_the_bar_not_into_it(monkeypatch):
+    # The bar (stderr) and the lines (stdout) share one terminal: every line must start on a
+    # line of its own, not after the bar's text.
+    pytest.importorskip("tqdm")
+    terminal = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    monkeypatch.setattr(sys, "stderr", terminal)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        TorchPolyRegressor(verbose=2, optimizer="adam", lr=0.05, max_iter=20, tol=0.0).fit(
+            *_data()
+        )
+    pieces = re.split(r"[\r\n]", terminal.getvalue())
+    lines = [piece for piece in pieces if "Iteration" in piece]
+    assert len(lines) == 3, pieces  # iterations 1, 10 and 20
+    assert all(LINE.match(line) for line in lines), lines
+    assert any("autopoly fit" in piece for piece in pieces)  # the bar was drawn
