@@ -1,7 +1,7 @@
 """Plots of fitted estimators, following scikit-learn's Display conventions.
 
-matplotlib is an optional dependency (``pip install matplotlib``, autopoly's ``plot`` extra); this module imports
-without it and only the plotting calls need it.
+matplotlib is an optional dependency (``pip install matplotlib``, autopoly's ``plot`` extra);
+this module imports without it and only the plotting calls need it.
 """
 
 import numpy as np
@@ -20,19 +20,86 @@ def _import_pyplot(caller):
     return plt
 
 
+# Where a fitted meta-estimator keeps the fitted estimator it predicts with.
+_INNER = (
+    ("best_estimator_", "the best candidate of a search refitted on all the data"),
+    ("regressor_", "TransformedTargetRegressor's regressor, fitted on the transformed target"),
+    ("estimator_", "the fitted estimator of a wrapper (RANSACRegressor, SelectFromModel, RFE)"),
+)
+
+
 def _loss_curve_of(estimator):
-    """The ``loss_curve_`` of a fitted estimator, or of the last step of a fitted Pipeline."""
+    """The fitted estimator whose ``loss_curve_`` ``estimator`` plots, and that curve.
+
+    Follows, as often as they nest, a Pipeline's last step and the fitted estimator a
+    meta-estimator predicts with (:data:`_INNER`): a Pipeline inside a GridSearchCV, a
+    TransformedTargetRegressor around a Pipeline. Raises a ValueError that says what to pass
+    when there is no curve to plot.
+    """
     final = estimator
-    if not hasattr(final, "loss_curve_") and hasattr(final, "steps"):
-        final = final.steps[-1][1]
-    curve = getattr(final, "loss_curve_", None)
-    if curve is None:
-        raise ValueError(
-            "LossCurveDisplay.from_estimator needs a fitted estimator with a `loss_curve_` "
-            "attribute (a fitted TorchPolyRegressor, or a Pipeline ending in one); got "
-            f"{type(estimator).__name__}, which has none. Call fit first."
+    for _ in range(32):  # meta-estimators nest a few levels deep, never this many
+        if getattr(final, "loss_curve_", None) is not None:
+            return final, final.loss_curve_
+        inner = _inner(final)
+        if inner is None:
+            break
+        final = inner
+    raise ValueError(_no_curve(estimator, final))
+
+
+def _inner(estimator):
+    steps = getattr(estimator, "steps", None)
+    if isinstance(steps, list) and steps:
+        last = steps[-1][1]
+        return None if last is None or isinstance(last, str) else last  # 'passthrough'
+    if getattr(estimator, "estimators_", None) is not None:
+        # An ensemble (Bagging, MultiOutputRegressor): several fitted estimators, and its
+        # estimator_ is only the unfitted template.
+        return None
+    for attribute, _ in _INNER:
+        inner = getattr(estimator, attribute, None)
+        if inner is not None and not isinstance(inner, (list, tuple)):
+            return inner
+    return None
+
+
+def _no_curve(estimator, final):
+    """What to pass instead of ``estimator``, whose plotted estimator ``final`` has no curve."""
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    outer, name = type(estimator).__name__, type(final).__name__
+    intro = (
+        "LossCurveDisplay.from_estimator needs a fitted estimator with a `loss_curve_` "
+        "attribute (a fitted TorchPolyRegressor, or a fitted Pipeline, search or "
+        f"TransformedTargetRegressor around one); got {outer}"
+    )
+    try:
+        check_is_fitted(final)
+        fitted = True
+    except NotFittedError:
+        fitted = False
+    except TypeError:
+        return f"{intro}, which is not an estimator."
+    if hasattr(final, "cv_results_") and getattr(final, "refit", True) is False:
+        return (
+            f"{intro}, fitted with refit=False, so it keeps no fitted estimator. Set "
+            f"refit=True, or fit an estimator with {name}.best_params_ and pass that."
         )
-    return final, curve
+    many = getattr(final, "estimators_", None)
+    if fitted and isinstance(many, (list, tuple)) and many:
+        return (
+            f"{intro}, which holds {len(many)} fitted estimators in estimators_: pass one "
+            "of them, e.g. LossCurveDisplay.from_estimator(model.estimators_[0])."
+        )
+    if not fitted:
+        inside = "" if final is estimator else f", whose {name} is not fitted"
+        return f"{intro}{inside}. Call fit first."
+    inside = "" if final is estimator else f", whose final estimator {name} has none"
+    return (
+        f"{intro}{inside}: {name} is not fitted by an optimizer loop that records its loss. "
+        "Pass an estimator that is, e.g. a fitted TorchPolyRegressor."
+    )
 
 
 class LossCurveDisplay:
@@ -137,12 +204,19 @@ class LossCurveDisplay:
         ----------
         estimator : estimator instance
             A fitted estimator with a ``loss_curve_`` attribute, such as
-            :class:`~autopoly.TorchPolyRegressor`, or a fitted
-            :class:`~sklearn.pipeline.Pipeline` whose last step has one.
+            :class:`~autopoly.TorchPolyRegressor`, or a fitted meta-estimator around one,
+            followed to the estimator it predicts with, as deep as they nest: a
+            :class:`~sklearn.pipeline.Pipeline`'s last step, the ``best_estimator_`` of a
+            search such as :class:`~sklearn.model_selection.GridSearchCV` (fitted with
+            ``refit=True``), the ``regressor_`` of a
+            :class:`~sklearn.compose.TransformedTargetRegressor` (its loss is in the units of
+            the transformed target), or the ``estimator_`` of a wrapper such as
+            :class:`~sklearn.linear_model.RANSACRegressor`.
         ax : matplotlib.axes.Axes, default=None
             Axes to draw on; a new figure and axes are created when ``None``.
         name : str, default=None
-            Legend label; the estimator's class name when ``None``.
+            Legend label; when ``None``, the class name of the estimator whose curve is
+            plotted (``'TorchPolyRegressor'`` for a search around one).
         log_scale : bool, default=False
             Use a logarithmic loss axis. Losses of exactly zero are not drawn on it.
         **kwargs : dict
@@ -166,6 +240,16 @@ class LossCurveDisplay:
         True
         >>> display.ax_.get_legend().get_texts()[0].get_text()
         'TorchPolyRegressor'
+        >>> plt.close(display.figure_)
+
+        A fitted search plots its best estimator:
+
+        >>> from sklearn.model_selection import GridSearchCV
+        >>> search = GridSearchCV(TorchPolyRegressor(), {"degree": [1, 2]}, cv=2)
+        >>> search = search.fit(x, x.ravel() ** 2)
+        >>> display = LossCurveDisplay.from_estimator(search)
+        >>> len(display.loss_curve) == search.best_estimator_.n_iter_
+        True
         >>> plt.close(display.figure_)
         """
         final, curve = _loss_curve_of(estimator)

@@ -7,6 +7,11 @@ import warnings
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose
+from sklearn.compose import TransformedTargetRegressor
+from sklearn.ensemble import BaggingRegressor
+from sklearn.linear_model import RANSACRegressor, Ridge
+from sklearn.model_selection import GridSearchCV
+from sklearn.multioutput import MultiOutputRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -91,8 +96,103 @@ def test_pipeline_uses_its_last_step(model):
 def test_unfitted_estimator_is_refused():
     with pytest.raises(ValueError, match="needs a fitted estimator with a `loss_curve_`.*Call fit"):
         LossCurveDisplay.from_estimator(TorchPolyRegressor())
-    with pytest.raises(ValueError, match="got StandardScaler"):
+    with pytest.raises(ValueError, match="got StandardScaler: StandardScaler is not fitted by"):
         LossCurveDisplay.from_estimator(StandardScaler().fit([[0.0], [1.0]]))
+
+
+X_LINE = np.linspace(-3, 3, 30).reshape(-1, 1)
+Y_LINE = X_LINE.ravel() ** 2
+
+
+def _search(**params):
+    search = GridSearchCV(TorchPolyRegressor(), {"degree": [1, 2]}, cv=3, **params)
+    return search.fit(X_LINE, Y_LINE)
+
+
+@pytest.mark.parametrize(
+    "make, inner",
+    [
+        (lambda: _search(), lambda m: m.best_estimator_),
+        (
+            lambda: TransformedTargetRegressor(
+                TorchPolyRegressor(), func=np.log1p, inverse_func=np.expm1
+            ).fit(X_LINE, Y_LINE),
+            lambda m: m.regressor_,
+        ),
+        # Nested: a search over a pipeline, and a target transform around a pipeline.
+        (
+            lambda: GridSearchCV(
+                make_pipeline(StandardScaler(), TorchPolyRegressor()),
+                {"torchpolyregressor__degree": [1, 2]},
+                cv=3,
+            ).fit(X_LINE, Y_LINE),
+            lambda m: m.best_estimator_[-1],
+        ),
+        (
+            lambda: TransformedTargetRegressor(
+                make_pipeline(StandardScaler(), TorchPolyRegressor()),
+                transformer=StandardScaler(),
+            ).fit(X_LINE, Y_LINE),
+            lambda m: m.regressor_[-1],
+        ),
+        (
+            lambda: RANSACRegressor(TorchPolyRegressor(), min_samples=10, random_state=0).fit(
+                X_LINE, Y_LINE
+            ),
+            lambda m: m.estimator_,
+        ),
+    ],
+    ids=[
+        "grid-search",
+        "transformed-target",
+        "search-over-pipeline",
+        "target-around-pipeline",
+        "ransac",
+    ],
+)
+def test_meta_estimators_plot_the_estimator_they_predict_with(make, inner):
+    fitted = make()
+    display = LossCurveDisplay.from_estimator(fitted)
+    assert_allclose(display.line_.get_ydata(), inner(fitted).loss_curve_)
+    assert display.estimator_name == "TorchPolyRegressor"
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (
+            lambda: GridSearchCV(TorchPolyRegressor(), {"degree": [1, 2]}),
+            r"got GridSearchCV, whose TorchPolyRegressor is not fitted|got GridSearchCV\. Call fit",
+        ),
+        (lambda: TransformedTargetRegressor(TorchPolyRegressor()), r"got Transformed.*Call fit"),
+        (lambda: _search(refit=False), r"fitted with refit=False.*Set refit=True.*best_params_"),
+        (
+            lambda: MultiOutputRegressor(TorchPolyRegressor()).fit(X_LINE, np.c_[Y_LINE, Y_LINE]),
+            r"holds 2 fitted estimators in estimators_: pass one.*estimators_\[0\]",
+        ),
+        (
+            lambda: BaggingRegressor(TorchPolyRegressor(), n_estimators=2).fit(X_LINE, Y_LINE),
+            r"holds 2 fitted estimators in estimators_",
+        ),
+        (
+            lambda: make_pipeline(StandardScaler(), Ridge()).fit(X_LINE, Y_LINE),
+            r"got Pipeline, whose final estimator Ridge has none",
+        ),
+        (lambda: [1.0, 0.5], r"got list, which is not an estimator"),
+    ],
+    ids=[
+        "unfitted-search",
+        "unfitted-transformed-target",
+        "refit-false",
+        "multi-output",
+        "bagging",
+        "pipeline-without-curve",
+        "not-an-estimator",
+    ],
+)
+def test_meta_estimators_without_a_curve_say_what_to_pass(make, message):
+    with pytest.raises(ValueError, match=message):
+        LossCurveDisplay.from_estimator(make())
 
 
 def test_missing_matplotlib_gives_install_hint(model, monkeypatch):
