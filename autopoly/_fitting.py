@@ -10,7 +10,7 @@ continues from. Nothing here reads or changes the estimator.
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import numpy as np
@@ -23,6 +23,7 @@ from ._losses import huber_scale
 from ._data_pass import DesignMap, chunk_slices
 from ._device import prediction_device
 from ._optim import is_lbfgs, make_optimizer, state_to_numpy, state_to_torch
+from ._refine import MIN_CANCELLATION, cancellation, refine as refine_raw, worth_refining
 from ._rank import min_norm_theta, warn_rank_deficiency
 from ._setup import make_setup, raw_basis_overflow, terms_overflow
 from ._sources import to_tensor, validation_scorer
@@ -49,6 +50,7 @@ class FitOutcome:
     validated: bool  # early stopping scored held-out rows
     optimizer_name: str
     scale: Optional[np.ndarray] = None  # the scale-free Huber's scale per output, units of y
+    full_rank: bool = True  # the rows determined every coefficient
 
 
 # ------------------------------------------------------------------------ entry points
@@ -75,10 +77,19 @@ def fit(spec, source, warm=None):
     large = source.n_rows * setup.n_design > GRAM_ROUTE_ENTRIES
     R, weight_sum = source.factor(setup, gram_first=large)
     rows = None if spec.stats_mode(source.n_rows) else source
-    return solve(
+    outcome = solve(
         spec, setup, R, weight_sum, source.y_ndim, rows=rows, validation=validation,
         previous_theta=previous_theta, generator=generator, n_rows=source.n_rows,
     )
+    if not worth_refining(spec, source, setup, outcome.full_rank):
+        return outcome
+    if cancellation(setup.basis_change, outcome.fitted.theta, outcome.raw) < MIN_CANCELLATION:
+        return outcome
+    qr = ChunkedQR()
+    qr.R = R
+    R_design = qr.square(setup.n_design + setup.n_outputs)[: setup.n_design, : setup.n_design]
+    raw, theta = refine_raw(source, setup, R_design, outcome.raw, outcome.fitted.theta)
+    return replace(outcome, raw=raw, fitted=replace(outcome.fitted, theta=theta))
 
 
 def partial_fit(spec, source, stream=None, previous_theta=None):
@@ -272,6 +283,7 @@ def solve(spec, setup, R_aug, weight_sum, y_ndim, *, rows=None, validation=None,
         fitted=fitted, raw=raw, powers=setup.powers, train=result, stream=stream,
         validated=scorer is not None, optimizer_name=method,
         scale=None if scales[0] is None else np.array(scales, dtype=float),
+        full_rank=whitening.null is None,
     )
 
 

@@ -7,7 +7,6 @@ on the raw monomials (``tol=1e-6`` since scikit-learn 1.9) also discards directi
 determine.
 """
 
-import time
 import warnings
 
 import mpmath
@@ -247,12 +246,10 @@ def test_float32_with_815_terms_agrees_with_float64():
     poly = PolynomialFeatures(3, include_bias=False).fit(X)
     assert poly.n_output_features_ == 815
     y = poly.transform(X) @ rng.standard_normal(815) / 30 + 0.1 * rng.standard_normal(3000)
-    start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("error", RankDeficiencyWarning)
         f64 = TorchPolyRegressor(degree=3).fit(X, y)
         f32 = TorchPolyRegressor(degree=3, dtype="float32").fit(X, y)
-    assert time.perf_counter() - start < 20
     X_new = rng.standard_normal((500, 15))
     for rows in (X, X_new):
         gap = np.abs(f32.predict(rows) - f64.predict(rows)).max()
