@@ -373,6 +373,10 @@ def _optimize(spec, setup, whitening, weight_sum, rows, previous_theta, optimize
             and scorer is None and isinstance(objective, RowObjective)
             and objective.chunks is None and setup.n_outputs == 1):
         zero = _to_vertex(spec, objective, result, _l1_rows(spec, setup, whitening, weight_sum))
+    if (spec.loss_name == "huber" and not spec.huber_joint and spec.l1_ratio == 0
+            and not epoch and scorer is None and isinstance(objective, RowObjective)
+            and objective.chunks is None and setup.n_outputs == 1):
+        _polish_huber(spec, setup, whitening, weight_sum, objective, result)
     theta_t = (whitening.M @ result.V.detach()).cpu().to(torch.float64).numpy()
     scale = None
     if spec.huber_joint and isinstance(objective, RowObjective) and setup.n_outputs == 1:
@@ -404,6 +408,54 @@ def _solve_l1(spec, setup, whitening, weight_sum):
     )
     theta_t = (M @ l1.V).numpy()
     return _Solved(result, theta_t, L1_SOLVER, zero=l1.zero.cpu().numpy())
+
+
+def _polish_huber(spec, setup, whitening, weight_sum, objective, result, max_rounds=8):
+    """Finish a Huber fit (fixed ``epsilon``) by Newton steps on its partition of the rows.
+
+    Where the optimizer stopped, each row is inside ``epsilon`` (quadratic) or outside
+    (linear, with a sign). On a fixed partition the objective is a quadratic whose minimizer
+    solves ``(s**2 B_in.T W_in B_in + 2 alpha / sum(w) s**2 A.T A) V = s B_in.T W_in (y -
+    y_offset) + s epsilon B.T W sign``; when the partition at the new point is the same, that
+    point is the optimum exactly. A few rounds settle a partition the optimizer left almost
+    right; a step is kept only when it does not raise the objective, so the polish can only
+    help. Gradient methods stall near Huber's optimum when ``epsilon`` is small next to the
+    residuals (the loss is then nearly the absolute error); this ends the fit there.
+    """
+    B = objective.design(None).detach()
+    y = objective.y[:, :1] - objective.y_offset[0]
+    s = float(objective.y_scale[0])
+    w = (objective.w / objective.w.sum())[:, None]
+    eps = spec.epsilon
+    hessian_pen = None
+    if spec.alpha > 0:
+        A = _terms_map(setup) @ whitening.M
+        hessian_pen = 2 * spec.alpha / weight_sum * s * s * (A.T @ A)
+    V = result.V.detach()
+    with torch.no_grad():
+        best = float(objective.value(V)[0])
+        for _ in range(max_rounds):
+            r = y - s * (B @ V)
+            inside = r.abs() <= eps
+            sign = torch.where(inside, torch.zeros_like(r), torch.sign(r))
+            W_in = w * inside
+            lhs = s * s * (B.T @ (W_in * B))
+            if hessian_pen is not None:
+                lhs = lhs + hessian_pen
+            rhs = s * (B.T @ (W_in * y)) + s * eps * (B.T @ (w * sign))
+            try:
+                V_new = torch.linalg.solve(lhs, rhs)
+            except RuntimeError:  # too few rows inside to fix every coefficient
+                return
+            value = float(objective.value(V_new)[0])
+            if not value <= best * (1 + 1e-15):
+                return
+            settled = bool(((y - s * (B @ V_new)).abs() <= eps).eq(inside).all())
+            V, best = V_new, value
+            result.V.copy_(V)
+            result.best_loss = value
+            if settled:
+                return
 
 
 def _l1_rows(spec, setup, whitening, weight_sum):

@@ -23,6 +23,7 @@ SCRIPTS = {
     "bench_memory": ["bench_memory_targets.csv", "bench_memory.csv"],
     "bench_gridsearch": ["bench_gridsearch_targets.csv", "bench_gridsearch.csv",
                          "bench_gridsearch_candidates.csv", "bench_gridsearch_splits.csv"],
+    "bench_solvers": ["bench_solvers_targets.csv", "bench_solvers.csv"],
 }
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -197,3 +197,28 @@ def test_default_epsilon_depends_on_the_scale(outlier_data):
     fixed = TorchPolyRegressor(loss="huber").fit(X, y)
     one = TorchPolyRegressor(loss="huber", epsilon=1.0).fit(X, y)
     assert_allclose(fixed.coef_, one.coef_, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("units", [1.0, 100.0])
+@pytest.mark.parametrize("alpha", [0.0, 3.0])
+def test_fixed_epsilon_ends_at_its_exact_optimum(units, alpha):
+    """A certificate, in NumPy: on the partition of the rows at the fit (inside epsilon or
+    not, and the signs outside) the stationarity conditions are linear; their solution is the
+    fit and induces the same partition, so the fit is the optimum (a convex problem). With y in
+    units where epsilon=1 is small, gradient methods alone stop 1e-6 short."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((300, 2))
+    y = 1 + X[:, 0] - 2 * X[:, 1] ** 2 + 0.5 * rng.standard_normal(300)
+    y[:20] += 20 * rng.standard_normal(20)
+    y *= units
+    model = TorchPolyRegressor(degree=3, loss="huber", epsilon=1.0, alpha=alpha).fit(X, y)
+    D = np.c_[np.ones(len(y)), _features(X, 3)]
+    b = np.r_[model.intercept_, model.coef_]
+    r = y - D @ b
+    inside = np.abs(r) <= 1.0
+    P = np.eye(D.shape[1])
+    P[0, 0] = 0
+    exact = np.linalg.solve(D[inside].T @ D[inside] + 2 * alpha * P,
+                            D[inside].T @ y[inside] + D.T @ (np.sign(r) * ~inside))
+    assert np.array_equal(np.abs(y - D @ exact) <= 1.0, inside)
+    assert_allclose(b, exact, rtol=0, atol=1e-10 * np.abs(exact).max())
