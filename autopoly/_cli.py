@@ -1,18 +1,28 @@
-"""The command line: ``python -m autopoly`` runs the demo, ``python -m autopoly fit`` fits a CSV."""
+"""The command line: ``python -m autopoly`` runs the demo, ``python -m autopoly fit`` fits a CSV.
+
+The ``autopoly`` console script runs the same :func:`main`; messages name the command the way
+it was started (:func:`program_name`).
+"""
 
 import argparse
+import codecs
+import contextlib
+import math
 import os
+import re
 import sys
 import time
 import warnings
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 
-from ._csv import InputError, read_csv
+from ._csv import FAST_PARSER, SLOW_PARSER, InputError, read_csv
 from ._losses import LOSSES
 from ._version import __version__
 
 PROG = "python -m autopoly"
+SCRIPT = "autopoly"
 
 # The tutorial's problem: y = x^2 + 2x + 3 sampled at 20 points x ~ 5 N(0, 1).
 DEMO_COEF = {"1": 3.0, "x": 2.0, "x^2": 1.0}
@@ -49,7 +59,10 @@ def run_demo(seed=0):
 
     names = ["1", *model.get_feature_names_out(["x"])]
     fitted = [model.intercept_, *model.coef_]
-    rows = [(name, f"{DEMO_COEF[name]:g}", f"{value:.8f}") for name, value in zip(names, fitted)]
+    rows = [
+        (name, f"{DEMO_COEF[name]:g}", f"{value:.8f}")
+        for name, value in zip(names, fitted, strict=True)
+    ]
     print("\nFitted TorchPolyRegressor(degree=2):\n")
     _print_table(("term", "true", "fitted"), rows)
     print(
@@ -63,24 +76,53 @@ def run_demo(seed=0):
 # ------------------------------------------------------------------------------ fit DATA.csv
 
 
-def _check_out(out):
-    """Fail before fitting when the model could not be saved where asked."""
+def _check_out(out, data):
+    """Fail before reading and fitting when the model could not be saved where asked.
+
+    Returns the format, ``'skops'`` or ``'joblib'``. The check creates (and removes) the file
+    when it does not exist yet: only writing proves that a folder is writable.
+    """
     if out is None:
         return None
+    if not out.strip():
+        raise InputError(
+            "--out is empty; give the file to save the model to, e.g. --out model.joblib."
+        )
+    if os.path.isdir(out):
+        raise InputError(
+            f"--out {out!r} is a folder; name a file in it, e.g. "
+            f"--out {os.path.join(out, 'model.joblib')}."
+        )
     folder = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(folder):
-        raise InputError(f"cannot save to {out!r}: the folder {folder!r} does not exist.")
-    if out.endswith(".skops"):
-        try:
-            import skops.io  # noqa: F401
-        except ImportError:
-            raise InputError(
-                f"saving to {out!r} uses the skops format, which needs skops: install it with "
-                "`pip install skops` (autopoly's `skops` extra), or give --out a name ending in .joblib or "
-                ".pkl to save with joblib."
-            ) from None
-        return "skops"
-    return "joblib"
+        problem = "is not a folder" if os.path.exists(folder) else "does not exist"
+        raise InputError(f"cannot save to {out!r}: the folder {folder!r} {problem}.")
+    if os.path.exists(out) and os.path.exists(data) and os.path.samefile(out, data):
+        raise InputError(f"--out {out!r} is the data file; saving there would overwrite it.")
+    try:
+        if os.path.exists(out):
+            with open(out, "ab"):  # writable, and left as it is until the save
+                pass
+        else:
+            with open(out, "xb"):
+                pass
+            os.remove(out)
+    except OSError as exc:
+        raise InputError(
+            f"cannot save to {out!r}: {exc.strerror or exc}; choose a file in a folder you "
+            "can write to."
+        ) from exc
+    if not out.lower().endswith(".skops"):
+        return "joblib"
+    try:
+        import skops.io  # noqa: F401
+    except ImportError:
+        raise InputError(
+            f"saving to {out!r} uses the skops format, which needs skops: install it with "
+            "`pip install skops` (autopoly's `skops` extra), or give --out a name ending in "
+            ".joblib or .pkl to save with joblib."
+        ) from None
+    return "skops"
 
 
 def _save(model, out, fmt):
@@ -98,71 +140,116 @@ def _save(model, out, fmt):
     return "joblib format; load it with joblib.load(path), only from a source you trust"
 
 
-def run_fit(args):
+def run_fit(args, prog):
     """The ``fit`` command: read, fit, print the coefficients (and CV score), save."""
-    X, y, features = read_csv(args.data, args.target, _split(args.features), args.sep)
-    fmt = _check_out(args.out)
+    fmt = _check_out(args.out, args.data)
+    table = read_csv(args.data, args.target, args.features, args.sep, args.encoding)
+    X, y, features = table.X, table.y, list(table.features)
+    n_rows = X.shape[0]
 
     from sklearn.base import clone
-    from sklearn.exceptions import ConvergenceWarning
     from sklearn.model_selection import KFold, cross_val_score
 
     from ._regressor import TorchPolyRegressor
 
     model = TorchPolyRegressor(
-        degree=args.degree, loss=args.loss, quantile=args.quantile, alpha=args.alpha,
+        degree=args.degree,
+        loss=args.loss,
+        quantile=args.quantile,
+        alpha=args.alpha,
         optimizer=args.optimizer,
-        lr=args.lr, max_iter=args.max_iter, device=args.device, random_state=args.random_state,
+        lr=args.lr,
+        max_iter=args.max_iter,
+        device=args.device,
+        random_state=args.random_state,
         verbose=args.verbose,
     )
-    _check_options(model, args, n_rows=X.shape[0])
+    _check_options(model, args, X.shape)
     print(
-        f"Read {X.shape[0]} rows from {args.data}: target {args.target!r}, "
-        f"features {', '.join(repr(name) for name in features)}."
+        f"Read {_count(n_rows, 'row')} from {args.data} with {table.parser}: target "
+        f"{args.target!r}, features {', '.join(repr(name) for name in features)}."
     )
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConvergenceWarning)
+    with _warnings_as_lines(prog):
         start = time.perf_counter()
         model.fit(X, y)
         elapsed = time.perf_counter() - start
-    for warning in caught:
-        print(f"{PROG} fit: warning: {warning.message}", file=sys.stderr)
-    print(
-        f"Fitted {model!r} in {elapsed:.3f} s on {model.device_} ({model.n_iter_} iterations)."
-    )
-
-    names = ["1 (intercept)", *model.get_feature_names_out(features)]
-    values = [model.intercept_, *model.coef_]
-    print()
-    _print_table(("term", "coefficient"), [(n, f"{v:.10g}") for n, v in zip(names, values)])
-    print(f"\nR^2 on the training data: {model.score(X, y):.6f}")
-
-    if args.cv is not None:
-        folds = KFold(n_splits=args.cv, shuffle=True, random_state=args.random_state)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            scores = cross_val_score(clone(model).set_params(verbose=0), X, y, cv=folds)
         print(
-            f"{args.cv}-fold cross-validated R^2: {scores.mean():.6f} "
-            f"(std {scores.std():.6f}; folds: {', '.join(f'{s:.4f}' for s in scores)})"
+            f"Fitted {model!r} in {elapsed:.3f} s on {model.device_} "
+            f"({_count(model.n_iter_, 'iteration')})."
         )
+        names = ["1 (intercept)", *model.get_feature_names_out(features)]
+        values = [model.intercept_, *model.coef_]
+        print()
+        _print_table(
+            ("term", "coefficient"), [(n, f"{v:.10g}") for n, v in zip(names, values, strict=True)]
+        )
+        if n_rows >= 2:
+            print(f"\nR^2 on the training data: {model.score(X, y):.6f}")
+        else:
+            print("\nR^2 on the training data: not defined for a single row.")
+        if args.cv is not None:
+            folds = KFold(n_splits=args.cv, shuffle=True, random_state=args.random_state)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)  # said once, for the fit
+                scores = cross_val_score(
+                    clone(model).set_params(verbose=0), X, y, cv=folds, error_score="raise"
+                )
+            print(
+                f"{args.cv}-fold cross-validated R^2: {scores.mean():.6f} "
+                f"(std {scores.std():.6f}; folds: {', '.join(f'{s:.4f}' for s in scores)})"
+            )
     if args.out is not None:
-        how = _save(model, args.out, fmt)
+        # What validate_data records from a DataFrame: the CLI fits arrays, which have no
+        # column names, so the saved model checks the names a DataFrame passed to predict has.
+        model.feature_names_in_ = np.asarray(features, dtype=object)
+        try:
+            how = _save(model, args.out, fmt)
+        except (OSError, ValueError, TypeError) as exc:
+            raise _SaveError(
+                f"the model was fitted but could not be saved to {args.out!r}: {exc}"
+            ) from exc
         print(f"Saved the model to {args.out} ({how}).")
     return 0
 
 
-def _check_options(model, args, n_rows):
+class _SaveError(Exception):
+    """Saving failed after the fit (a full disk, say): exit status 1, not 2."""
+
+
+@contextlib.contextmanager
+def _warnings_as_lines(prog):
+    """Print each warning as one ``PROG fit: warning: ...`` line on stderr."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"{prog} fit: warning: {message}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")  # each warning once per place in the code
+        warnings.simplefilter("always", ConvergenceWarning)
+        warnings.showwarning = show
+        yield
+
+
+def _check_options(model, args, shape):
     """Refuse, before fitting, options the estimator or the data cannot take (exit status 2)."""
     from ._device import resolve_device
+    from ._setup import check_size
     from ._spec import resolve_spec
 
+    n_rows, n_features = shape
     try:
         model._validate_params()
-        resolve_spec(model)
-        resolve_device(model.device)
+        spec = resolve_spec(model)
+        device = resolve_device(model.device)
     except (ValueError, TypeError) as exc:
-        raise InputError(str(exc)) from exc
+        raise InputError(_as_options(str(exc))) from exc
+    try:
+        check_size(spec, n_features, 1, device)
+    except (ValueError, MemoryError) as exc:
+        raise InputError(
+            f"{_as_options(str(exc))} On the command line: use a lower --degree, or fewer "
+            "--features."
+        ) from exc
     if args.cv is not None and args.cv > n_rows:
         fix = f"use --cv {min(5, n_rows)} or fewer" if n_rows >= 2 else "leave out --cv"
         raise InputError(
@@ -171,40 +258,66 @@ def _check_options(model, args, n_rows):
         )
 
 
-def _split(features):
-    if features is None:
-        return None
-    names = [name.strip() for name in features.split(",") if name.strip()]
-    repeated = sorted({name for name in names if names.count(name) > 1})
-    if repeated:
-        raise InputError(
-            f"--features lists {', '.join(map(repr, repeated))} more than once; name each "
-            "input column once."
-        )
-    return names
+def _as_options(message):
+    """An estimator's message with its parameters named as this command's options."""
+    message = re.sub(
+        r"The '(\w+)' parameter of TorchPolyRegressor",
+        lambda m: f"--{m.group(1).replace('_', '-')}",
+        message,
+    )
+    return re.sub(
+        r"\b(degree|device|optimizer|alpha|quantile|max_iter|lr)=",
+        lambda m: f"--{m.group(1).replace('_', '-')} ",
+        message,
+    )
+
+
+def _count(n, noun):
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _print_table(header, rows):
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+        print(
+            "  ".join(
+                str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)
+            ).rstrip()
+        )
 
 
 # ----------------------------------------------------------------------------------- parsing
 
 
-def _bounded(kind, minimum, strict=False):
-    """An argparse type: ``kind`` ('integer' or 'number') at least (or above) ``minimum``."""
+def program_name(argv0=None):
+    """``'autopoly'`` when started as the console script, else ``'python -m autopoly'``."""
+    argv0 = sys.argv[0] if argv0 is None and sys.argv else (argv0 or "")
+    stem = os.path.splitext(os.path.basename(argv0))[0]  # autopoly.exe, autopoly-script.py
+    return SCRIPT if stem in (SCRIPT, f"{SCRIPT}-script") else PROG
+
+
+def _bounded(kind, minimum, strict=False, maximum=None):
+    """An argparse type: ``kind`` ('integer' or 'number') at least (or above) ``minimum``.
+
+    Numbers must be finite; with ``maximum``, at most (``strict``: below) it.
+    """
     cast = int if kind == "integer" else float
-    op = ">" if strict else ">="
+    low = ">" if strict else ">="
+    expected = f"{_article(kind)} {low} {minimum}"
+    if maximum is not None:
+        expected = f"{_article(kind)} in {'(' if strict else '['}{minimum}, {maximum}" + (
+            ")" if strict else "]"
+        )
 
     def parse(text):
         try:
             value = cast(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {_article(kind)}, got {text!r}") from None
-        if not (value > minimum if strict else value >= minimum):  # also refuses NaN
-            raise argparse.ArgumentTypeError(f"expected {_article(kind)} {op} {minimum}, got {text}")
+        above = value > minimum if strict else value >= minimum  # False for NaN
+        below = maximum is None or (value < maximum if strict else value <= maximum)
+        if not (above and below and math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text}")
         return value
 
     return parse
@@ -214,15 +327,66 @@ def _article(kind):
     return f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
 
 
-def build_parser():
+def _column(text):
+    """An argparse type: a column name, not empty."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            "expected a column name of the CSV file's header, got an empty name"
+        )
+    return text.strip()
+
+
+def _columns(text):
+    """An argparse type: comma-separated column names, each named once."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated column names, e.g. --features a,b, got {text!r}; leave "
+            "out --features to use every column except the target"
+        )
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise argparse.ArgumentTypeError(
+            f"lists {', '.join(map(repr, repeated))} more than once; name each input column once"
+        )
+    return names
+
+
+def _separator(text):
+    r"""An argparse type: one character; ``\t`` (typed literally) or ``tab`` for a tab."""
+    if text in ("\\t", "tab", "TAB"):
+        return "\t"
+    if len(text) != 1:
+        raise argparse.ArgumentTypeError(
+            f"expected one character (e.g. ';'), or \\t for a tab; got {text!r}"
+        )
+    if text in ('"', "\n", "\r"):
+        raise argparse.ArgumentTypeError(
+            f"the separator cannot be the quote character or a line break; got {text!r}"
+        )
+    return text
+
+
+def _encoding_name(text):
+    """An argparse type: an encoding Python knows."""
+    try:
+        codecs.lookup(text)
+    except LookupError:
+        raise argparse.ArgumentTypeError(
+            f"unknown encoding {text!r}; use e.g. utf-8, latin-1, cp1252 or utf-16"
+        ) from None
+    return text
+
+
+def build_parser(prog=PROG):
     """The ``argparse`` parser of ``python -m autopoly`` and its ``demo`` and ``fit`` commands."""
     parser = argparse.ArgumentParser(
-        prog=PROG,
+        prog=prog,
         description=(
             "Polynomial regression fitted with PyTorch optimizers. Without a command, runs the "
             "demo: fits y = x^2 + 2x + 3 from 20 samples and prints the coefficients."
         ),
-        epilog=f"Run '{PROG} COMMAND --help' for the options of a command.",
+        epilog=f"Run '{prog} COMMAND --help' for the options of a command.",
     )
     parser.add_argument("--version", action="version", version=f"autopoly {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -246,71 +410,110 @@ def build_parser():
         description=(
             "Fit TorchPolyRegressor to a CSV file with a header row, print the coefficient of "
             "each term (named after the columns), the training R^2 and, with --cv, the "
-            "cross-validated R^2, and optionally save the model."
+            f"cross-validated R^2, and optionally save the model. The numbers are read by "
+            f"{FAST_PARSER}, so memory stays near the numbers' own size (8 bytes each); a file "
+            f"it cannot parse is read again with {SLOW_PARSER}, which names the first problem "
+            "and its line."
         ),
         epilog=(
-            f"Example: {PROG} fit data.csv --target y --degree 3 --cv 5 --out model.skops. "
+            f"Example: {prog} fit data.csv --target y --degree 3 --cv 5 --out model.skops. "
             "Exit status: 0 on success, 2 for bad arguments or data, 1 when the fit fails."
         ),
     )
     fit.add_argument("data", metavar="DATA.csv", help="CSV file with a header row of column names")
-    fit.add_argument("--target", required=True, metavar="COLUMN", help="the column to predict")
+    fit.add_argument(
+        "--target", required=True, type=_column, metavar="COLUMN", help="the column to predict"
+    )
     fit.add_argument(
         "--features",
+        type=_columns,
         metavar="COL,COL",
         help="comma-separated input columns (default: every column except the target)",
     )
     fit.add_argument(
-        "--degree", type=_bounded("integer", 0), default=2,
+        "--degree",
+        type=_bounded("integer", 0),
+        default=2,
         help="largest degree of the polynomial terms (default: %(default)s)",
     )
     fit.add_argument(
-        "--cv", type=_bounded("integer", 2), metavar="K",
+        "--cv",
+        type=_bounded("integer", 2),
+        metavar="K",
         help="also print the K-fold cross-validated R^2 (rows shuffled with --random-state)",
     )
     fit.add_argument(
-        "--device", default="cpu",
+        "--device",
+        default="cpu",
         help="where to compute: cpu, cuda, cuda:N, mps, or auto for the best available "
         "(default: %(default)s)",
     )
     fit.add_argument(
-        "--loss", choices=LOSSES, default="squared_error",
+        "--loss",
+        choices=LOSSES,
+        default="squared_error",
         help="data-fit loss (default: %(default)s)",
     )
     fit.add_argument(
-        "--quantile", type=_bounded("number", 0, strict=True), default=0.5,
+        "--quantile",
+        type=_bounded("number", 0, strict=True, maximum=1),
+        default=0.5,
         help="the quantile that --loss quantile predicts, in (0, 1) (default: %(default)s)",
     )
     fit.add_argument(
-        "--alpha", type=_bounded("number", 0), default=0.0,
+        "--alpha",
+        type=_bounded("number", 0),
+        default=0.0,
         help="strength of the L2 penalty on the coefficients (default: %(default)s)",
     )
     fit.add_argument(
-        "--optimizer", default="lbfgs",
+        "--optimizer",
+        default="lbfgs",
         help="a torch.optim optimizer by name, e.g. lbfgs, adam, sgd (default: %(default)s)",
     )
     fit.add_argument(
-        "--lr", type=_bounded("number", 0, strict=True), default=1.0,
+        "--lr",
+        type=_bounded("number", 0, strict=True),
+        default=1.0,
         help="learning rate of the optimizer (default: %(default)s)",
     )
     fit.add_argument(
-        "--max-iter", type=_bounded("integer", 1), default=200,
+        "--max-iter",
+        type=_bounded("integer", 1),
+        default=200,
         help="most optimizer iterations (default: %(default)s)",
     )
     fit.add_argument(
-        "--random-state", type=int, default=0,
-        help="seed for the cross-validation folds and any shuffling (default: %(default)s)",
+        "--random-state",
+        type=_bounded("integer", 0, maximum=2**32 - 1),
+        default=0,
+        help="seed for the cross-validation folds and any shuffling, in [0, 2**32 - 1] "
+        "(default: %(default)s)",
     )
     fit.add_argument(
-        "--sep", default=",", help="field separator of the CSV file (default: %(default)r)"
+        "--sep",
+        type=_separator,
+        default=",",
+        help="field separator of the CSV file: one character, or \\t for a tab "
+        "(default: %(default)r)",
     )
     fit.add_argument(
-        "--out", metavar="MODEL",
+        "--encoding",
+        type=_encoding_name,
+        help="text encoding of the CSV file, e.g. latin-1, cp1252, utf-16 (default: UTF-8, "
+        "or UTF-16/32 when the file starts with their byte-order mark)",
+    )
+    fit.add_argument(
+        "--out",
+        metavar="MODEL",
         help="save the fitted model here: skops format for a name ending in .skops (needs the "
-        "skops package), joblib otherwise (e.g. model.joblib)",
+        "skops package), joblib otherwise (e.g. model.joblib); checked before the fit",
     )
     fit.add_argument(
-        "-v", "--verbose", action="count", default=0,
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
         help="print optimizer progress; -vv also shows a progress bar (needs tqdm)",
     )
     return parser
@@ -350,15 +553,28 @@ def main(argv=None):
     Fit time: ... s for the first fit in this process (...), ... s for a second identical fit; ...
     0
     """
-    parser = build_parser()
+    prog = program_name()
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     if args.command in (None, "demo"):
         return run_demo(getattr(args, "seed", 0))
     try:
-        return run_fit(args)
+        return run_fit(args, prog)
     except InputError as exc:
-        print(f"{PROG} fit: error: {exc}", file=sys.stderr)
+        print(f"{prog} fit: error: {exc}", file=sys.stderr)
         return 2
+    except _SaveError as exc:
+        print(f"{prog} fit: error: {exc}", file=sys.stderr)
+        return 1
     except (ValueError, FloatingPointError, MemoryError) as exc:
-        print(f"{PROG} fit: error: the fit failed: {exc}", file=sys.stderr)
+        print(f"{prog} fit: error: the fit failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{prog} fit: interrupted.", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the last resort: a line, not a traceback
+        print(
+            f"{prog} fit: error: the fit failed with {type(exc).__name__}: {exc}",
+            file=sys.stderr,
+        )
         return 1
