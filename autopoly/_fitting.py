@@ -373,8 +373,7 @@ def _optimize(spec, setup, whitening, weight_sum, rows, previous_theta, optimize
             and scorer is None and isinstance(objective, RowObjective)
             and objective.chunks is None and setup.n_outputs == 1):
         zero = _to_vertex(spec, objective, result, _l1_rows(spec, setup, whitening, weight_sum))
-    if (spec.loss_name == "huber" and not spec.huber_joint and spec.l1_ratio == 0
-            and not epoch and scorer is None and isinstance(objective, RowObjective)
+    if (spec.loss_name == "huber" and spec.l1_ratio == 0 and not epoch and scorer is None and isinstance(objective, RowObjective)
             and objective.chunks is None and setup.n_outputs == 1):
         _polish_huber(spec, setup, whitening, weight_sum, objective, result)
     theta_t = (whitening.M @ result.V.detach()).cpu().to(torch.float64).numpy()
@@ -421,41 +420,82 @@ def _polish_huber(spec, setup, whitening, weight_sum, objective, result, max_rou
     right; a step is kept only when it does not raise the objective, so the polish can only
     help. Gradient methods stall near Huber's optimum when ``epsilon`` is small next to the
     residuals (the loss is then nearly the absolute error); this ends the fit there.
+
+    The scale-free loss (``huber_scale='joint'``) is handled alike: on a fixed partition (the
+    threshold ``epsilon * sigma``) its minimizer is linear in ``V`` for each ``sigma``, and
+    ``sigma`` solves one equation (:func:`_partition_scale`).
     """
     B = objective.design(None).detach()
     y = objective.y[:, :1] - objective.y_offset[0]
     s = float(objective.y_scale[0])
     w = (objective.w / objective.w.sum())[:, None]
     eps = spec.epsilon
+    joint = spec.huber_joint
     hessian_pen = None
     if spec.alpha > 0:
         A = _terms_map(setup) @ whitening.M
-        hessian_pen = 2 * spec.alpha / weight_sum * s * s * (A.T @ A)
+        # The penalty's Hessian, halved for the scale-free loss (whose equations are halved).
+        hessian_pen = (1 if joint else 2) * spec.alpha / weight_sum * s * s * (A.T @ A)
+
+    def minimizer(inside, sign, sigma):
+        """The partition's minimizer in ``V``: with ``sigma = 1`` the fixed loss's equations,
+        ``s**2 B_in.T W_in B_in V + H_pen V = s B_in.T W_in y + s epsilon B.T W sign``; the
+        scale-free loss's (halved) have ``1 / sigma`` on the quadratic rows."""
+        W_in = w * inside
+        lhs = s * s / sigma * (B.T @ (W_in * B))
+        if hessian_pen is not None:
+            lhs = lhs + hessian_pen
+        rhs = s / sigma * (B.T @ (W_in * y)) + s * eps * (B.T @ (w * sign))
+        return torch.linalg.solve(lhs, rhs)
+
     V = result.V.detach()
     with torch.no_grad():
         best = float(objective.value(V)[0])
+        sigma = _huber_sigma(spec, objective, V) if joint else 1.0
         for _ in range(max_rounds):
             r = y - s * (B @ V)
-            inside = r.abs() <= eps
+            inside = r.abs() <= eps * sigma
             sign = torch.where(inside, torch.zeros_like(r), torch.sign(r))
-            W_in = w * inside
-            lhs = s * s * (B.T @ (W_in * B))
-            if hessian_pen is not None:
-                lhs = lhs + hessian_pen
-            rhs = s * (B.T @ (W_in * y)) + s * eps * (B.T @ (w * sign))
             try:
-                V_new = torch.linalg.solve(lhs, rhs)
-            except RuntimeError:  # too few rows inside to fix every coefficient
+                if joint:
+                    sigma = _partition_scale(minimizer, inside, sign, sigma, y, B, s, w, eps)
+                V_new = minimizer(inside, sign, sigma)
+            except (RuntimeError, ValueError):  # too few rows inside, or no bracket
                 return
             value = float(objective.value(V_new)[0])
             if not value <= best * (1 + 1e-15):
                 return
-            settled = bool(((y - s * (B @ V_new)).abs() <= eps).eq(inside).all())
+            r_new = y - s * (B @ V_new)
+            settled = bool((r_new.abs() <= eps * sigma).eq(inside).all())
             V, best = V_new, value
             result.V.copy_(V)
             result.best_loss = value
             if settled:
                 return
+
+
+def _huber_sigma(spec, objective, V):
+    residual = objective.predictions(V) - objective.y
+    return float(huber_scale(residual, objective.w / objective.w.sum(), spec.epsilon)[0])
+
+
+def _partition_scale(minimizer, inside, sign, sigma, y, B, s, w, eps):
+    """The scale solving the scale-free Huber's stationarity on a fixed partition.
+
+    ``sigma**2 * (1 - epsilon**2 * W_out) = sum_in w r(sigma)**2`` (weights summing to 1),
+    where ``r(sigma)`` are the residuals of the partition's minimizer at that scale: a 1-D
+    root, bracketed around the current scale.
+    """
+    from scipy.optimize import brentq
+
+    w_out = float((w * ~inside).sum())
+
+    def stationarity(scale):
+        r = y - s * (B @ minimizer(inside, sign, scale))
+        return scale * scale * (1 - eps * eps * w_out) - float((w * inside * r * r).sum())
+
+    lo, hi = sigma / 2, sigma * 2
+    return brentq(stationarity, lo, hi, xtol=1e-16 * sigma, rtol=4 * 2.0**-52)
 
 
 def _l1_rows(spec, setup, whitening, weight_sum):

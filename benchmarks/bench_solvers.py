@@ -172,27 +172,32 @@ class Polished:
     conditions are linear in the coefficients for each scale, plus one equation in the scale.
     """
 
-    def __init__(self, F, y, epsilon, alpha, start):
+    def __init__(self, F, y, epsilon, alpha, start, rounds=20):
         from scipy.optimize import brentq
 
         D = np.c_[np.ones(len(y)), F]
-        r = y - D @ np.r_[start.intercept_, start.coef_]
-        inside = np.abs(r) <= epsilon * start.scale_
-        sign = np.sign(r) * ~inside
         P = np.eye(D.shape[1])
         P[0, 0] = 0
+        b, scale = np.r_[start.intercept_, start.coef_], start.scale_
+        # Repeat until the partition the solution induces is the one it was solved on.
+        for _ in range(rounds):
+            r = y - D @ b
+            inside = np.abs(r) <= epsilon * scale
+            sign = np.sign(r) * ~inside
 
-        def beta(s):
-            lhs = (D.T * inside) @ D / s + alpha * P
-            return np.linalg.solve(lhs, (D.T * inside) @ y / s + epsilon * D.T @ sign)
+            def beta(s, inside=inside, sign=sign):
+                lhs = (D.T * inside) @ D / s + alpha * P
+                return np.linalg.solve(lhs, (D.T * inside) @ y / s + epsilon * D.T @ sign)
 
-        def stationarity(s):
-            res = y - D @ beta(s)
-            return s * s * (len(y) - epsilon**2 * (~inside).sum()) - inside @ res**2
+            def stationarity(s, inside=inside, beta=beta):
+                res = y - D @ beta(s)
+                return s * s * (len(y) - epsilon**2 * (~inside).sum()) - inside @ res**2
 
-        self.scale_ = brentq(stationarity, start.scale_ / 2, start.scale_ * 2, xtol=1e-15,
-                             rtol=1e-15)
-        b = beta(self.scale_)
+            scale = brentq(stationarity, scale / 2, scale * 2, xtol=1e-15, rtol=1e-15)
+            b = beta(scale)
+            if np.array_equal(np.abs(y - D @ b) <= epsilon * scale, inside):
+                break
+        self.scale_ = scale
         self.intercept_, self.coef_ = b[0], b[1:]
 
 

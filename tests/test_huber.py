@@ -84,9 +84,11 @@ def test_joint_scale_reaches_huber_regressor_optimum(outlier_data, epsilon, alph
     assert abs(ours - best) <= 1e-8 * best
     assert theirs >= best * (1 - 1e-12)  # the polished point is the better optimum
     scale = np.abs(np.r_[b0, b]).max()
-    assert_allclose(model.coef_, b, rtol=0, atol=1e-6 * scale)
-    assert model.intercept_ == pytest.approx(b0, abs=1e-6 * scale)
-    assert model.scale_ == pytest.approx(s, rel=1e-6)
+    # The fit ends with Newton steps on its partition: the optimum to rounding (1e-6 is the
+    # acceptance; 1e-9 is what the polish gives).
+    assert_allclose(model.coef_, b, rtol=0, atol=1e-9 * scale)
+    assert model.intercept_ == pytest.approx(b0, abs=1e-9 * scale)
+    assert model.scale_ == pytest.approx(s, rel=1e-9)
     assert model.loss_curve_[-1] == pytest.approx(ours, rel=1e-8)
 
 
