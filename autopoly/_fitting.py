@@ -197,6 +197,38 @@ def initial_params(setup, whitening, previous_theta=None):
     return V.requires_grad_(True)
 
 
+def saved_optimizer(optimizer):
+    """The optimizer's state for the next call of a stream, with the optimizer's class name."""
+    return {**state_to_numpy(optimizer.state_dict()), "optimizer": type(optimizer).__name__}
+
+
+def resume_optimizer(optimizer, saved, device):
+    """Continue a stream's optimizer: its state (moments, step counts) and the user's settings.
+
+    The current ``lr`` and ``optimizer_kwargs`` apply (a ``set_params`` between calls takes
+    effect); another optimizer class starts from a fresh state, with a warning, since the
+    state of one optimizer means nothing to another.
+    """
+    saved = dict(saved)
+    name = saved.pop("optimizer", None)
+    settings = [{k: v for k, v in group.items() if k != "params"}
+                for group in optimizer.param_groups]
+    old_keys = set(saved["param_groups"][0]) - {"params"}
+    same = name == type(optimizer).__name__ if name is not None else old_keys == set(settings[0])
+    if not same:
+        warnings.warn(
+            f"optimizer changed within a partial_fit stream (from {name or 'another optimizer'}"
+            f" to {type(optimizer).__name__}): the new optimizer starts from a fresh state "
+            "(its moments and step counts are not the old one's); the coefficients continue.",
+            UserWarning,
+            stacklevel=6,
+        )
+        return
+    optimizer.load_state_dict(state_to_torch(saved, device))
+    for group, current in zip(optimizer.param_groups, settings):
+        group.update(current)
+
+
 def _warn_lbfgs_minibatches(spec, batch_size):
     if batch_size is not None and is_lbfgs(spec.optimizer_class):
         warnings.warn(
@@ -251,7 +283,7 @@ def solve(spec, setup, R_aug, weight_sum, y_ndim, *, rows=None, validation=None,
         result, theta_t, method, zeros = solved.train, solved.theta_t, solved.method, [solved.zero]
         scales = [solved.scale]
         # Only a row-wise partial_fit resumes the optimizer; the quadratic restarts it.
-        state = None if rows is None else state_to_numpy(solved.optimizer.state_dict())
+        state = None if rows is None else saved_optimizer(solved.optimizer)
     theta = theta_t * setup.scaling.y_scale + _intercept_row(
         setup.scaling.y_offset, setup.terms.fit_intercept, theta_t.shape[0]
     )
@@ -362,7 +394,7 @@ def _optimize(spec, setup, whitening, weight_sum, rows, previous_theta, optimize
     V = initial_params(setup, whitening, previous_theta)
     optimizer = make_optimizer(spec.optimizer_class, [V], spec.lr, spec.optimizer_kwargs)
     if optimizer_state is not None:
-        optimizer.load_state_dict(state_to_torch(optimizer_state, setup.device))
+        resume_optimizer(optimizer, optimizer_state, setup.device)
     settings = LoopSettings(
         max_iter=1 if epoch else spec.max_iter, tol=spec.tol,
         n_iter_no_change=spec.n_iter_no_change, lr=spec.lr, batch_size=batch_size,

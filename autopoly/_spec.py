@@ -104,7 +104,11 @@ def resolve_spec(est):
             "huber_scale='fixed' for a threshold in the units of y."
         )
     loss_name, loss_fn = resolve_loss(est.loss, epsilon, est.quantile, huber_scale)
-    rng = check_random_state(est.random_state)
+    # Only mini-batches and early stopping draw random numbers; other fits leave a shared
+    # RandomState untouched (a meta-estimator such as RANSACRegressor passes its own along).
+    seed = 0
+    if est.batch_size is not None or est.early_stopping:
+        seed = int(check_random_state(est.random_state).randint(np.iinfo(np.int32).max))
     return FitSpec(
         terms=Terms(lo, hi, bool(est.interaction_only), bool(est.fit_intercept)),
         loss=est.loss,
@@ -127,6 +131,6 @@ def resolve_spec(est):
         conditioning=bool(est.conditioning),
         dtype_name=est.dtype,
         device=est.device,
-        seed=int(rng.randint(np.iinfo(np.int32).max)),
+        seed=seed,
         verbose=int(est.verbose),
     )
