@@ -476,6 +476,7 @@ def targets_on(device, n_rows, y, sample_weight, non_negative=True):
     if y is None:
         raise ValueError("TorchPolyRegressor requires y to be passed, but the target y is None.")
     if not isinstance(y, torch.Tensor):
+        refuse_times(y, "y")
         y = torch.from_numpy(_numeric_array(y, "y"))
     y = check_tensor(y.to(device), "y", two_d=False)
     if y.shape[0] != n_rows:

@@ -196,3 +196,12 @@ def test_missing_values_are_located_in_y_and_weights_of_every_dtype(dtype):
     frame.iloc[2, 1] = None
     with pytest.raises(ValueError, match=r"Input X contains NaN \(first at row 2, column 'b'\)"):
         TorchPolyRegressor().fit(frame, Y)
+
+
+@pytest.mark.parametrize(
+    "y", [pd.Series(_DATES), np.arange(30).astype("datetime64[D]")], ids=["series", "numpy"]
+)
+def test_dates_as_y_beside_a_tensor_X_are_refused(y):
+    # Converted as scikit-learn converts them, they became nanoseconds (or days) since 1970.
+    with pytest.raises(ValueError, match="y holds dates and times"):
+        TorchPolyRegressor().fit(torch.from_numpy(X), y)
