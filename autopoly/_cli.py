@@ -250,11 +250,12 @@ def _check_options(model, args, shape):
             f"{_as_options(str(exc))} On the command line: use a lower --degree, or fewer "
             "--features."
         ) from exc
-    if args.cv is not None and args.cv > n_rows:
-        fix = f"use --cv {min(5, n_rows)} or fewer" if n_rows >= 2 else "leave out --cv"
+    if args.cv is not None and 2 * args.cv > n_rows:
+        # A fold of one row has no R^2 (sklearn would score it nan, with a warning).
+        fix = f"use --cv {min(5, n_rows // 2)} or fewer" if n_rows >= 4 else "leave out --cv"
         raise InputError(
-            f"--cv {args.cv} needs at least {args.cv} rows, one per fold, but the data have "
-            f"{n_rows}; {fix}."
+            f"--cv {args.cv} needs at least {2 * args.cv} rows, two per fold for its R^2, but "
+            f"the data have {n_rows}; {fix}."
         )
 
 

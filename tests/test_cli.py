@@ -217,7 +217,12 @@ def test_fit_failure_is_reported_without_traceback(data_csv, capsys):
         (["--optimizer", "nope"], "--optimizer 'nope' is not a torch.optim optimizer"),
         (["--optimizer", "Optimizer"], "--optimizer 'Optimizer' names torch.optim.Optimizer"),
         (["--device", "tpu"], "--device 'tpu'"),
-        (["--cv", "1000"], "--cv 1000 needs at least 1000 rows"),
+        (["--cv", "1000"], "--cv 1000 needs at least 2000 rows, two per fold"),
+        (
+            ["--cv", "31"],
+            "--cv 31 needs at least 62 rows, two per fold for its R^2, but the data "
+            "have 60; use --cv 5 or fewer.",
+        ),
         (["--degree", "1000"], "--degree 1000 on 2 features gives 501500 terms"),
     ],
 )
@@ -610,3 +615,162 @@ def test_help_and_output_name_the_parser(data_csv, capsys):
     assert "numpy.loadtxt's C parser" in help_text and "Python's csv module" in help_text
     assert _fit(data_csv) == 0
     assert "with numpy.loadtxt's C parser" in capsys.readouterr().out
+
+
+# ------------------------------------------------------- the reliability page's CLI table
+
+DOC = ROOT / "docs" / "reliability.rst"
+_NUMBERS = "a,b,y\n1,2,3\n2,3,5\n3,1,4\n4,4,8\n"
+
+# (case id, data.csv's content, arguments after "fit data.csv", exit status, message part):
+# the rows of the command-line table in docs/reliability.rst, run from data.csv's folder.
+CLI_CASES = [
+    (
+        "cli-unknown-column",
+        _NUMBERS,
+        ["--target", "price"],
+        2,
+        "column 'price' (--target) not found in 'data.csv'; its columns are: a, b, y.",
+    ),
+    ("cli-semicolon-file", _NUMBERS.replace(",", ";"), ["--target", "y"], 2, "pass --sep ';'."),
+    (
+        "cli-non-numeric-value",
+        "a,y\n1,2\nx,3\n",
+        ["--target", "y"],
+        2,
+        "column 'a' of 'data.csv' is not numeric: line 3 has 'x'.",
+    ),
+    (
+        "cli-missing-value",
+        "a,y\n1,2\nNA,3\n",
+        ["--target", "y"],
+        2,
+        "column 'a' of 'data.csv' has a missing value ('NA') on line 3",
+    ),
+    (
+        "cli-short-row",
+        "a,y\n1,2\n3\n",
+        ["--target", "y"],
+        2,
+        "'data.csv' line 3 has 1 fields but the header has 2",
+    ),
+    (
+        "cli-unnamed-column",
+        ",a,y\n0,1,2\n1,2,3\n",
+        ["--target", "y"],
+        2,
+        "column 1 of 'data.csv' has no name in the header",
+    ),
+    (
+        "cli-not-utf8",
+        "café,y\n1,2\n".encode("latin-1"),
+        ["--target", "y"],
+        2,
+        "'data.csv' is not UTF-8 text",
+    ),
+    (
+        "cli-bad-separator",
+        _NUMBERS,
+        ["--target", "y", "--sep", ";;"],
+        2,
+        "argument --sep: expected one character (e.g. ';'), or \\t for a tab; got ';;'",
+    ),
+    (
+        "cli-no-features",
+        _NUMBERS,
+        ["--target", "y", "--features", ","],
+        2,
+        "argument --features: expected comma-separated column names",
+    ),
+    (
+        "cli-bad-option-value",
+        _NUMBERS,
+        ["--target", "y", "--alpha", "inf"],
+        2,
+        "argument --alpha: expected a number >= 0, got inf",
+    ),
+    (
+        "cli-degree-too-large",
+        _NUMBERS,
+        ["--target", "y", "--degree", "1000"],
+        2,
+        "--degree 1000 on 2 features gives 501500 terms",
+    ),
+    (
+        "cli-out-folder",
+        _NUMBERS,
+        ["--target", "y", "--out", "."],
+        2,
+        "--out '.' is a folder; name a file in it, e.g. --out ./model.joblib.",
+    ),
+    (
+        "cli-out-empty",
+        _NUMBERS,
+        ["--target", "y", "--out", ""],
+        2,
+        "--out is empty; give the file to save the model to, e.g. --out model.joblib.",
+    ),
+    (
+        "cli-out-data-file",
+        _NUMBERS,
+        ["--target", "y", "--out", "data.csv"],
+        2,
+        "--out 'data.csv' is the data file; saving there would overwrite it.",
+    ),
+    (
+        "cli-fit-fails",
+        _NUMBERS,
+        ["--target", "y", "--optimizer", "sgd", "--lr", "1e6"],
+        1,
+        "the fit failed: The loss became non-finite",
+    ),
+]
+
+
+def _run_case(tmp_path, monkeypatch, capsys, content, args):
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "data.csv"
+    data.write_bytes(content if isinstance(content, bytes) else content.encode())
+    try:
+        status = main(["fit", "data.csv", *args])
+    except SystemExit as exc:
+        status = exc.code
+    return status, " ".join(capsys.readouterr().err.split())
+
+
+@pytest.mark.parametrize(
+    "content, args, status, message",
+    [pytest.param(*case[1:], id=case[0]) for case in CLI_CASES],
+)
+def test_cli_bad_input_exits_with_one_clear_line(
+    tmp_path, monkeypatch, capsys, content, args, status, message
+):
+    code, err = _run_case(tmp_path, monkeypatch, capsys, content, args)
+    assert code == status
+    assert message in err and "Traceback" not in err
+
+
+def _cli_section():
+    text = DOC.read_text(encoding="utf-8")
+    return text[text.index("\nThe command line\n") : text.index("\nWhen a fit fails\n")]
+
+
+def test_reliability_doc_lists_every_cli_case():
+    documented = re.findall(r"^\s*\* - ``([\w-]+)``", _cli_section(), flags=re.MULTILINE)
+    assert sorted(documented) == sorted(case[0] for case in CLI_CASES)
+
+
+@pytest.mark.parametrize(
+    "content, args, case",
+    [pytest.param(c[1], c[2], c[0], id=c[0]) for c in CLI_CASES],
+)
+def test_reliability_doc_quotes_the_current_cli_message(
+    tmp_path, monkeypatch, capsys, content, args, case
+):
+    """The table's message is what the command prints today; "…" stands for a part left out."""
+    rows = {row.split("``", 1)[0]: row for row in re.split(r"\n   \* - ``", _cli_section())[1:]}
+    fields = re.split(r"\n     - ", rows[case].split("\n\n", 1)[0])
+    quoted = re.match(r"``(.*?)``", " ".join(fields[3].split())).group(1)
+    _, err = _run_case(tmp_path, monkeypatch, capsys, content, args)
+    for part in quoted.split("…"):
+        assert part.strip(" .") in err, (part, err)

@@ -288,8 +288,14 @@ def test_bad_input_raises_a_clear_error(trigger, error, message):
         trigger()
 
 
-def test_reliability_doc_lists_every_case():
+def _bad_input_section():
+    """The estimator's table: the command line's follows it (``tests/test_cli.py``)."""
     text = DOC.read_text(encoding="utf-8")
+    return text[: text.index("\nThe command line\n")]
+
+
+def test_reliability_doc_lists_every_case():
+    text = _bad_input_section()
     documented = re.findall(r"^\s*\* - ``([\w-]+)``", text, flags=re.MULTILINE)
     assert len(documented) == len(set(documented)), "a case is listed twice"
     # The MPS row is documented everywhere but only tested where MPS is absent.
@@ -303,7 +309,7 @@ MACHINE_DEPENDENT_MESSAGES = {"unavailable-cuda-device", "unavailable-mps-device
 
 def _documented_messages():
     """Case id -> the first literal of its message column (rows that quote a message)."""
-    text = DOC.read_text(encoding="utf-8")
+    text = _bad_input_section()
     messages = {}
     for row in re.split(r"\n   \* - ``", text)[1:]:
         case = row.split("``", 1)[0]
