@@ -97,7 +97,14 @@ def partial_fit(spec, source, stream=None, previous_theta=None):
 
     For the squared error on full batches the rows are added to the exact statistics of the
     stream and the optimizer runs to convergence; otherwise one epoch of steps runs on this
-    batch's rows, resuming the optimizer's state, with the whitening fixed by the first batch.
+    batch's rows, resuming the optimizer's state. Either way every row is added to the
+    stream's triangular factor, and the whitening comes from all the rows seen so far: a
+    stream that starts with a batch too small to determine the terms (one row, say) is
+    re-whitened as rows arrive, instead of optimizing forever in the ill-conditioned
+    parametrization of its first batch. While the whitening still moves (more than 25% in
+    the parameters' coordinates), the optimizer's state restarts with it; once the rows
+    determine it, the state carries over from call to call. The input and target scalings
+    stay those of the first batch (they only centre and scale; the whitening does the rest).
     """
     first = stream is None
     scaling = source.scaling(spec) if first else stream.scaling
@@ -117,23 +124,66 @@ def partial_fit(spec, source, stream=None, previous_theta=None):
     if not first:
         qr.R = torch.as_tensor(stream.R, dtype=setup.dtype, device=setup.device)
         weight_sum = stream.weight_sum
-    # Row-wise losses fix the whitening with the first batch's statistics.
-    if stats or first:
-        R, added = source.factor(setup, qr)
-        weight_sum += added
-    else:
-        R = qr.R
+    if first and not stats and source.n_rows <= setup.n_design:
+        warnings.warn(
+            f"The first partial_fit batch has {source.n_rows} row(s) for {setup.n_design} "
+            "coefficients: the input and target scalings of the whole stream are taken from "
+            "it, so they may be far from the data's (the whitening is refined as rows "
+            "arrive). Start the stream with a batch of at least "
+            f"{setup.n_design + 1} representative rows.",
+            UserWarning,
+            stacklevel=4,
+        )
+    if not first and not stats:
+        # The scaling is the first batch's: refuse rows whose terms overflow under it.
+        source.check_terms_range(spec, setup)
+    R_before, weight_before = qr.R, weight_sum
+    R, added = source.factor(setup, qr)
+    R = _positive_diagonal(R)
+    weight_sum += added
     if stats:
         return solve(spec, setup, R, weight_sum, source.y_ndim, previous_theta=previous_theta,
                      n_rows=source.n_rows)
-    # This batch's rows are not in R: check their terms against the fixed scaling here.
-    source.check_terms_range(spec, setup)
+    state = None
+    if not first and stream.optimizer_state is not None and not _whitening_moved(
+            spec, setup, R_before, weight_before, R, weight_sum):
+        state = stream.optimizer_state
     return solve(
         spec, setup, R, weight_sum, source.y_ndim, rows=source, previous_theta=previous_theta,
         generator=spec.generator(), n_rows=source.n_rows, epoch=True,
-        optimizer_state=None if first else stream.optimizer_state,
-        complete=first,
+        # The factor holds every row now, but a stream that took optimizer epochs is still
+        # not offered to the exact squared-error path or to inference (kept as before).
+        optimizer_state=state, complete=first,
     )
+
+
+def _positive_diagonal(R):
+    """The triangular factor with each row's sign chosen so its diagonal is non-negative.
+
+    A QR factor is unique only up to the signs of its rows; updating it with new rows may
+    flip some. The whitening's coordinates follow those signs, so a stream keeps them
+    canonical for its optimizer state to mean the same thing from call to call.
+    """
+    n = min(R.shape)
+    sign = torch.sign(torch.diagonal(R[:n, :n]))
+    sign = torch.where(sign == 0, torch.ones_like(sign), sign)
+    return torch.cat([R[:n] * sign[:, None], R[n:]])
+
+
+def _whitening_moved(spec, setup, R_before, weight_before, R_after, weight_after, tol=0.25):
+    """Whether the whitening of the rows seen changed by more than ``tol`` with this batch.
+
+    Measured in the parameters' coordinates: ``V_after = T @ V_before`` for the same
+    coefficients, and the change is ``||T - I||`` (spectral norm).
+    """
+    before = whiten(spec, setup, R_before, weight_before, stream_epoch=True)
+    after = whiten(spec, setup, R_after, weight_after, stream_epoch=True)
+    if before.M.shape != after.M.shape:
+        return True
+    T = after.to_params(before.M)
+    eye = torch.eye(T.shape[0], dtype=T.dtype, device=T.device)
+    change = float(torch.linalg.matrix_norm(T - eye, ord=2))
+    return not change <= tol
 
 
 # ------------------------------------------------------------------------ the solve
@@ -159,7 +209,9 @@ def whiten(spec, setup, R_aug, weight_sum, *, n_rows=None, stream_epoch=False):
         penalty_root = math.sqrt(spec.alpha * (1 - spec.l1_ratio) / weight_sum) * _terms_map(
             setup
         )
-    truncate = spec.alpha == 0 and not stream_epoch
+    # A stream re-whitens from all its rows at every call, so its epochs too keep only the
+    # directions the rows seen so far determine: a step never moves what no row has fixed.
+    truncate = spec.alpha == 0
     return Whitening(R, n_design, penalty_root, truncate=truncate, n_rows=n_rows)
 
 
@@ -257,7 +309,8 @@ def solve(spec, setup, R_aug, weight_sum, y_ndim, *, rows=None, validation=None,
     if not bool(torch.isfinite(R_aug).all()):
         raise terms_overflow(spec, setup)
     whitening = whiten(spec, setup, R_aug, weight_sum, n_rows=n_rows, stream_epoch=epoch)
-    if whitening.null is not None:
+    if whitening.null is not None and not epoch:
+        # (A stream's epoch does not warn: later rows may determine the rest.)
         # solve <- fit or partial_fit <- the estimator's method <- sklearn's _fit_context.
         warn_rank_deficiency(setup, whitening, stacklevel=5)
     scorer = validation(whitening) if validation is not None else None
