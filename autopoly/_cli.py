@@ -7,6 +7,7 @@ it was started (:func:`program_name`).
 import argparse
 import codecs
 import contextlib
+import io
 import math
 import os
 import re
@@ -271,6 +272,14 @@ def _as_options(message):
         lambda m: f"--{m.group(1).replace('_', '-')} ",
         message,
     )
+
+
+def _silence_stdout():
+    """Point stdout at devnull, so that the interpreter's last flush does not fail again."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        pass
 
 
 def _count(n, noun):
@@ -573,6 +582,9 @@ def main(argv=None):
     except KeyboardInterrupt:
         print(f"{prog} fit: interrupted.", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of the output left (| head): stop quietly
+        _silence_stdout()
+        return 1
     except Exception as exc:  # noqa: BLE001 - the last resort: a line, not a traceback
         print(
             f"{prog} fit: error: the fit failed with {type(exc).__name__}: {exc}",

@@ -14,6 +14,7 @@ import pytest
 from numpy.testing import assert_allclose
 
 from autopoly import TorchPolyRegressor
+from autopoly import _cli as cli
 from autopoly.__main__ import main
 from autopoly._cli import build_parser, demo_data
 
@@ -774,3 +775,13 @@ def test_reliability_doc_quotes_the_current_cli_message(
     _, err = _run_case(tmp_path, monkeypatch, capsys, content, args)
     for part in quoted.split("…"):
         assert part.strip(" .") in err, (part, err)
+
+
+def test_a_closed_output_pipe_ends_quietly(monkeypatch, capsys):
+    # `autopoly fit data.csv | head -1`: the reader leaves, the next print fails.
+    def closed(args, prog):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(cli, "run_fit", closed)
+    assert main(["fit", "data.csv", "--target", "y"]) == 1
+    assert capsys.readouterr().err == ""
