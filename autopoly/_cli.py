@@ -95,9 +95,10 @@ def _check_out(out, data):
             f"--out {os.path.join(out, 'model.joblib')}."
         )
     folder = os.path.dirname(os.path.abspath(out))
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise InputError(f"cannot save to {out!r}: {folder!r} is a file, not a folder.")
     if not os.path.isdir(folder):
-        problem = "is not a folder" if os.path.exists(folder) else "does not exist"
-        raise InputError(f"cannot save to {out!r}: the folder {folder!r} {problem}.")
+        raise InputError(f"cannot save to {out!r}: the folder {folder!r} does not exist.")
     if os.path.exists(out) and os.path.exists(data) and os.path.samefile(out, data):
         raise InputError(f"--out {out!r} is the data file; saving there would overwrite it.")
     try:

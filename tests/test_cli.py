@@ -320,7 +320,7 @@ def _fit(data, *options):
         ("{tmp}", "is a folder; name a file in it, e.g. --out {tmp}/model.joblib"),
         ("", "--out is empty"),
         ("   ", "--out is empty"),
-        ("{data}/model.joblib", "the folder '{data}' is not a folder"),
+        ("{data}/model.joblib", "'{data}' is a file, not a folder"),
         ("{data}", "is the data file; saving there would overwrite it"),
     ],
     ids=["folder", "empty", "blank", "inside-a-file", "the-data-file"],
