@@ -98,7 +98,7 @@ def read_csv(path, target, features=None, sep=",", encoding=None):
         X = np.empty((bound, len(layout.feature_index)))
         y = np.empty(bound)
         try:
-            n_rows = _read_fast(handle, layout, X, y)
+            X, y, n_rows = _read_fast(handle, layout, X, y)
             parser = FAST_PARSER
         except _NotFast as exc:
             reason = exc.reason
@@ -138,19 +138,21 @@ def _encoding(path, encoding):
 
 
 def _count_lines(path):
-    """An upper bound on the rows: the newline bytes, plus one for a last unterminated line.
+    """The rows to allocate: the line ends (newlines, or carriage returns alone), plus one.
 
-    Exact for UTF-8 and the other ASCII-compatible encodings; UTF-16 and UTF-32 newlines hold
-    a newline byte too, so it bounds them as well.
+    A bound for UTF-8 and the other ASCII-compatible encodings; UTF-16 and UTF-32 line ends
+    hold those bytes too, so it bounds them as well. The readers grow the arrays past it all
+    the same, should a file have more rows.
     """
-    count = 1
+    newlines = returns = 0
     try:
         with open(path, "rb") as raw:
             for block in iter(lambda: raw.read(2**20), b""):
-                count += block.count(b"\n")
+                newlines += block.count(b"\n")
+                returns += block.count(b"\r")
     except OSError as exc:
         raise InputError(f"cannot read {path!r}: {exc.strerror or exc}.") from exc
-    return count
+    return max(newlines, returns) + 1
 
 
 def _open(path, encoding):
@@ -250,7 +252,10 @@ class _NotFast(Exception):
 
 
 def _read_fast(handle, layout, X, y):
-    """Fill ``X`` and ``y`` chunk by chunk with loadtxt; return the number of rows."""
+    """Fill ``X`` and ``y`` chunk by chunk with loadtxt.
+
+    Returns ``X`` and ``y`` (new arrays if they had to grow) and the number of rows read.
+    """
     used = set(layout.feature_index) | {layout.target_index}
     # Unused columns (text, say) are parsed as a constant, but still counted per row.
     skip = {i: _zero for i in range(layout.n_fields) if i not in used}
@@ -261,7 +266,7 @@ def _read_fast(handle, layout, X, y):
         except UnicodeDecodeError as exc:
             raise _NotFast(f"{exc.reason} in {exc.encoding}") from exc
         if not lines:
-            return n_rows
+            return X, y, n_rows
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # a chunk of blank lines: no data
             try:

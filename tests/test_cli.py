@@ -785,3 +785,21 @@ def test_a_closed_output_pipe_ends_quietly(monkeypatch, capsys):
     monkeypatch.setattr(cli, "run_fit", closed)
     assert main(["fit", "data.csv", "--target", "y"]) == 1
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("ending", ["\n", "\r\n", "\r"], ids=["lf", "crlf", "cr"])
+@pytest.mark.parametrize("bound", [None, 1], ids=["counted", "too-small"])
+def test_reader_handles_every_line_ending_and_grows_past_its_bound(
+    tmp_path, monkeypatch, ending, bound
+):
+    from autopoly import _csv
+
+    if bound is not None:  # the arrays must grow, on both paths
+        monkeypatch.setattr(_csv, "_count_lines", lambda path: bound)
+    path = tmp_path / "d.csv"
+    path.write_bytes(ending.join(["a,b,y", "1,2,3", "2,3,5", "3,1,4"]).encode())
+    table = _csv.read_csv(str(path), "y")
+    np.testing.assert_array_equal(table.X, [[1, 2], [2, 3], [3, 1]])
+    np.testing.assert_array_equal(table.y, [3, 5, 4])
+    path.write_bytes(ending.join(["a,b,y", "1_0,2,3", "2,3,5", "3,1,4"]).encode())
+    np.testing.assert_array_equal(_csv.read_csv(str(path), "y").X[:, 0], [10, 2, 3])
