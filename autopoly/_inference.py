@@ -247,8 +247,8 @@ class InferenceMixin:
             )
         if not stream.complete:
             return (
-                "its partial_fit stream took optimizer epochs that did not record their rows, "
-                "so the statistics of the whole stream are not known. Stream with "
+                "its partial_fit stream took optimizer epochs (another loss, or batch_size), "
+                "which stop short of the least-squares optimum of the rows seen. Stream with "
                 "loss='squared_error' and batch_size=None from the first call."
             )
         if not _full_rank(stream, self._fitted.theta.shape[0]):
