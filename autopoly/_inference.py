@@ -231,9 +231,9 @@ class InferenceMixin:
             )
         if not stream.conditioned or not self.conditioning:
             return (
-                "conditioning=False fits the raw coefficients by optimizer steps on the rows "
-                "and keeps no exact statistics of them. Refit with conditioning=True (the "
-                "default)."
+                "conditioning=False fits the raw coefficients by optimizer steps on the rows, "
+                "which stop short of the least-squares optimum on polynomial terms. Refit with "
+                "conditioning=True (the default)."
             )
         if self.early_stopping:
             return (
