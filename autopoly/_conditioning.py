@@ -35,7 +35,13 @@ def input_scaling(lo, hi, centre):
     """
     lo = np.asarray(lo, dtype=np.float64)
     hi = np.asarray(hi, dtype=np.float64)
-    if not np.isfinite(lo).all() or not np.isfinite(hi).all():  # no rows
+    nan = np.isnan(lo) | np.isnan(hi)
+    if nan.any():
+        # NaN that validation let through (assume_finite=True): keep it visible in its
+        # column, for :func:`~autopoly._setup.check_finite_scaling` to name.
+        offset, scale = input_scaling(np.where(nan, 0.0, lo), np.where(nan, 0.0, hi), centre)
+        return np.where(nan, np.nan, offset), np.where(nan, np.nan, scale)
+    if (lo == np.inf).all() and (hi == -np.inf).all():  # no rows
         return np.zeros(lo.shape[0]), np.ones(lo.shape[0])
     if centre:
         offset = (hi + lo) / 2

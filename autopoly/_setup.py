@@ -71,8 +71,29 @@ def make_setup(spec, n_features, n_outputs, scaling, source_device=None, continu
     if device.type == "mps" and spec.dtype == torch.float64:
         raise ValueError("device='mps' does not support float64; pass dtype='float32'.")
     check_size(spec, n_features, n_outputs, device)
+    check_finite_scaling(scaling)
     check_target_range(spec, scaling.y_scale)
     return make_setup_on(device, spec.dtype, spec.terms, scaling, continuing)
+
+
+def check_finite_scaling(scaling):
+    """Refuse NaN or infinity that reached the fit unchecked.
+
+    Validation refuses them, except under ``sklearn.config_context(assume_finite=True)``,
+    where scikit-learn skips the check: they then show up here, in the ranges and moments of
+    the first pass, and are named as what they are rather than as an overflow.
+    """
+    for name, values in (("X", (scaling.x_offset, scaling.x_scale)),
+                         ("y", (scaling.y_offset, scaling.y_scale))):
+        bad = ~(np.isfinite(values[0]) & np.isfinite(values[1]))
+        if bad.any():
+            column = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"{name} contains NaN or infinity (first in column {column}). Validation did "
+                "not catch it because scikit-learn's assume_finite=True is set (it skips the "
+                f"check). Remove or impute the non-finite values of {name}, or leave "
+                "assume_finite at False for this fit."
+            )
 
 
 def make_setup_on(device, dtype, terms, scaling, continuing, check=True):

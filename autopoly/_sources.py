@@ -70,6 +70,11 @@ class ArraySource:
     """
 
     def __init__(self, X, y, w, y_ndim):
+        positive = w > 0
+        if not bool(positive.all()):
+            # Zero-weight rows are as good as absent: they must not reach the scaling, the
+            # statistics or the loss (1e200 in x or 1e300 in y on such a row would overflow).
+            X, y, w = X[positive], y[positive], w[positive]
         self.X, self.y, self.w = X, y, w
         self.y_ndim = y_ndim
         self.n_rows, self.n_features = X.shape
@@ -96,10 +101,7 @@ class ArraySource:
         """Input and target offsets/scales (see ``_conditioning``), float64 NumPy."""
         if not spec.conditioning:
             return Scaling.identity(self.n_features, self.n_outputs)
-        # Zero-weight rows must not change the basis: they are as good as absent. (Indexing
-        # only when there are some: it would copy X, a memory map included.)
-        positive = self.w > 0
-        X = self.X if bool(positive.all()) else self.X[positive]
+        X = self.X  # (zero-weight rows were dropped when the source was made)
         x_offset, x_scale = input_scaling(*column_range(X), spec.centres_inputs)
         y = to_tensor(self.y, torch.float64, self.device)
         w = to_tensor(self.w, torch.float64, self.device)

@@ -135,18 +135,21 @@ def explain(exc, X=None, y=None, sample_weight=None):
         times = _time_values(X, "X") or _time_values(y, "y")
         if times is not None:
             return times
+        # NumPy raises TypeError for objects that are no number at all (a dict) and
+        # ValueError for strings; keep the kind (sklearn's check_dtype_object expects it).
+        kind = TypeError if isinstance(exc, TypeError) else ValueError
         column = _non_numeric_column(X)
         if column is not None:
-            return ValueError(
+            return kind(
                 f"X column {column[0]!r} has non-numeric values (dtype {column[1]}; {msg}). "
                 + _NUMERIC_FIX
             )
         if _is_numeric(X):
-            return ValueError(
+            return kind(
                 f"y has non-numeric values ({msg}). TorchPolyRegressor is a regressor and needs "
                 "numeric targets: use a classifier for class labels, or encode them as numbers."
             )
-        return ValueError(f"X has non-numeric values ({msg}). " + _NUMERIC_FIX)
+        return kind(f"X has non-numeric values ({msg}). " + _NUMERIC_FIX)
     return exc
 
 

@@ -176,7 +176,9 @@ def test_dates_in_a_list_give_their_row_and_column():
 
 def test_a_column_of_other_objects_is_named():
     frame = pd.DataFrame({"a": X[:, 0], "meta": [{}] * 30})
-    with pytest.raises(ValueError, match="X column 'meta' has non-numeric values"):
+    # A TypeError, as NumPy raises for objects that are no number (sklearn's
+    # check_dtype_object expects that kind).
+    with pytest.raises(TypeError, match="X column 'meta' has non-numeric values"):
         TorchPolyRegressor().fit(frame, Y)
 
 

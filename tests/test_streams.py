@@ -151,3 +151,40 @@ def test_a_row_wise_stream_keeps_its_optimizer_state_once_the_whitening_settles(
     finally:
         fitting.resume_optimizer = original
     assert len(resumed) == 4
+
+
+# ------------------------------------------------ zero weights and assume_finite
+
+
+def test_zero_weight_rows_are_as_good_as_absent():
+    X, y = _data(60)
+    w = np.ones(60)
+    w[3] = 0.0
+    X_far, y_far = X.copy(), y.copy()
+    X_far[3, 0], y_far[3] = 1e200, 1e300
+    absent = TorchPolyRegressor().fit(np.delete(X, 3, 0), np.delete(y, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow error, no RuntimeWarning
+        for loss in ("squared_error", "huber"):
+            for Xi, yi in ((X_far, y), (X, y_far)):
+                model = TorchPolyRegressor(loss=loss).fit(Xi, yi, sample_weight=w)
+                ref = absent if loss == "squared_error" else TorchPolyRegressor(loss=loss).fit(
+                    np.delete(X, 3, 0), np.delete(y, 3))
+                assert_allclose(model.coef_, ref.coef_, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("where", ["X", "y"])
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_non_finite_values_under_assume_finite_are_named(where, value):
+    import sklearn
+
+    X, y = _data(60)
+    if where == "X":
+        X[5, 1] = value
+    else:
+        y[5] = value
+    column = 1 if where == "X" else 0
+    with sklearn.config_context(assume_finite=True):
+        with pytest.raises(ValueError, match=rf"{where} contains NaN or infinity \(first in "
+                                             rf"column {column}\).*assume_finite=True"):
+            TorchPolyRegressor().fit(X, y)
