@@ -43,7 +43,7 @@ def source_files():
     return [f for f in files if f.is_file()]
 
 
-@pytest.mark.parametrize("page", ["getting_started.rst", "user_guide.rst"])
+@pytest.mark.parametrize("page", ["getting_started.rst", "user_guide.rst", "inference.rst"])
 def test_code_in_pages_runs(page, capsys):
     with warnings.catch_warnings():
         # The progress example stops at max_iter on purpose.

@@ -24,13 +24,19 @@ PENDING = {}
 
 
 def _own_functions(cls):
-    """Public methods defined by autopoly on ``cls`` (not inherited from sklearn)."""
-    for name, member in vars(cls).items():
-        if name.startswith("_"):
+    """Public methods defined by autopoly on ``cls`` or its autopoly mixins (not sklearn's)."""
+    seen = set()
+    for klass in cls.__mro__:
+        if not klass.__module__.startswith("autopoly"):
             continue
-        function = member.__func__ if isinstance(member, (classmethod, staticmethod)) else member
-        if inspect.isfunction(function) and function.__module__.startswith("autopoly"):
-            yield name
+        for name, member in vars(klass).items():
+            if name.startswith("_") or name in seen:
+                continue
+            function = (member.__func__ if isinstance(member, (classmethod, staticmethod))
+                        else member)
+            if inspect.isfunction(function) and function.__module__.startswith("autopoly"):
+                seen.add(name)
+                yield name
 
 
 def public_names():
@@ -61,6 +67,7 @@ def _params():
 def test_public_api_is_all_checked():
     names = public_names()
     assert names["autopoly.TorchPolyRegressor.fit"] is True
+    assert names["autopoly.TorchPolyRegressor.covariance_matrix"] is True  # from the mixin
     assert names["autopoly.plotting.LossCurveDisplay.from_estimator"] is True
     assert names["autopoly.plotting.LossCurveDisplay"] is False
     assert not any(name.endswith("_request") for name in names)
