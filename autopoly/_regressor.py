@@ -150,6 +150,10 @@ class TorchPolyRegressor(InferenceMixin, RegressorMixin, BaseEstimator):
         Constant term (0.0 when ``fit_intercept=False``).
     powers_ : ndarray of shape (n_terms, `n_features_in_`)
         Exponent of each input feature in each term.
+    feature_importances_ : ndarray of shape (`n_features_in_`,)
+        Per-input-feature importances summing to 1, for feature selectors (pass
+        ``importance_getter="feature_importances_"`` to ``SelectFromModel`` or ``RFE``:
+        ``coef_`` is per term).
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
@@ -550,6 +554,29 @@ class TorchPolyRegressor(InferenceMixin, RegressorMixin, BaseEstimator):
         from ._module import polynomial_module
 
         return polynomial_module(self._fitted, device=device, dtype=dtype, trainable=trainable)
+
+    @property
+    def feature_importances_(self):
+        """Importance of each input feature, shape (`n_features_in_`,), summing to 1.
+
+        ``coef_`` has one entry per polynomial term, not per input feature, so selectors
+        that read it (:class:`~sklearn.feature_selection.SelectFromModel`,
+        :class:`~sklearn.feature_selection.RFE`) need ``importance_getter=
+        "feature_importances_"``. Each term's importance is the size of its coefficient on
+        the inputs scaled to ``[-1, 1]`` (how far the term moves the prediction over the
+        data's range; summed over outputs), shared among the features in it by their
+        exponents; the intercept counts for none.
+        """
+        check_is_fitted(self)
+        fitted = self._fitted
+        first = int(fitted.terms.fit_intercept)
+        size = np.abs(np.asarray(fitted.theta)[first:]).sum(axis=1)  # (n_terms,)
+        powers = np.asarray(fitted.terms.powers(fitted.n_features), dtype=float)
+        degree = powers.sum(axis=1, keepdims=True)
+        share = np.divide(powers, degree, out=np.zeros_like(powers), where=degree > 0)
+        importance = size @ share
+        total = importance.sum()
+        return importance / total if total > 0 else importance
 
     def get_feature_names_out(self, input_features=None):
         """Get the names of the terms, as :class:`~sklearn.preprocessing.PolynomialFeatures` writes them.

@@ -188,3 +188,24 @@ def test_non_finite_values_under_assume_finite_are_named(where, value):
         with pytest.raises(ValueError, match=rf"{where} contains NaN or infinity \(first in "
                                              rf"column {column}\).*assume_finite=True"):
             TorchPolyRegressor().fit(X, y)
+
+
+# ------------------------------------------- feature selection on the input features
+
+
+def test_feature_selectors_work_with_per_input_importances():
+    from sklearn.feature_selection import RFE, SelectFromModel
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, (300, 4))
+    y = 3 * X[:, 0] ** 2 + 2 * X[:, 0] * X[:, 2] + X[:, 2] + 0.01 * rng.standard_normal(300)
+    model = TorchPolyRegressor().fit(X, y)
+    importances = model.feature_importances_
+    assert importances.shape == (4,) and importances.sum() == pytest.approx(1.0)
+    assert importances[[0, 2]].min() > 10 * importances[[1, 3]].max()
+    selector = SelectFromModel(TorchPolyRegressor(), importance_getter="feature_importances_")
+    assert selector.fit(X, y).get_support().tolist() == [True, False, True, False]
+    rfe = RFE(TorchPolyRegressor(), n_features_to_select=2,
+              importance_getter="feature_importances_").fit(X, y)
+    assert rfe.support_.tolist() == [True, False, True, False]
+    assert rfe.transform(X).shape == (300, 2)
