@@ -11,4 +11,10 @@ DivergenceError.__module__ = __name__
 PolynomialModule.__module__ = __name__
 RankDeficiencyWarning.__module__ = __name__
 
-__all__ = ["TorchPolyRegressor", "PolynomialModule", "RankDeficiencyWarning", "DivergenceError", "__version__"]
+__all__ = [
+    "TorchPolyRegressor",
+    "PolynomialModule",
+    "RankDeficiencyWarning",
+    "DivergenceError",
+    "__version__",
+]

@@ -130,16 +130,18 @@ RIDGE = 1e-7
 
 
 def _append_rows(R, Z, rows):
-    """The triangular factor of ``[[R, Z], [rows, 0]]``: ``(R', Z', residual rows' sum of squares)``.
+    """The triangular factor of ``[[R, Z], [rows, 0]]``: ``(R', Z', residual sum of squares)``.
 
     Appending rows to a least-squares problem through a QR factorization never forms
     ``R.T @ R``, so it keeps every digit the data have (no squared condition number).
     """
     n_design = R.shape[1]
-    stacked = torch.cat([
-        torch.cat([R, Z], 1),
-        torch.cat([rows, rows.new_zeros((rows.shape[0], Z.shape[1]))], 1),
-    ])
+    stacked = torch.cat(
+        [
+            torch.cat([R, Z], 1),
+            torch.cat([rows, rows.new_zeros((rows.shape[0], Z.shape[1]))], 1),
+        ]
+    )
     F = torch.linalg.qr(stacked, mode="r")[1]
     tail = F[n_design:, n_design:]
     return F[:n_design, :n_design], F[:n_design, n_design:], (tail * tail).sum(0)
@@ -264,7 +266,8 @@ class Whitening:
 
 def basis_change(powers, offset, scale, fit_intercept):
     """Matrix mapping coefficients of ``[1, z-monomials]`` (or the monomials alone, without an
-    intercept) to those of the raw monomials, exactly (binomial expansion)."""
+    intercept) to those of the raw monomials, exactly (binomial expansion).
+    """
     if not fit_intercept:
         return binomial_basis_change(powers, np.zeros_like(offset), scale)[1:, 1:]
     return binomial_basis_change(powers, offset, scale)

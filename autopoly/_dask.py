@@ -30,12 +30,25 @@ import numpy as np
 import torch
 
 from ._dask_inputs import (
-    aligned_blocks, check_n_features, collection_kind, is_dask_collection, n_rows, prepare_block,
-    single_column_chunk, target_shape,
+    aligned_blocks,
+    check_n_features,
+    collection_kind,
+    is_dask_collection,
+    n_rows,
+    prepare_block,
+    single_column_chunk,
+    target_shape,
 )
 from ._dask_reduce import (
-    ClusterObjective, block_factor, block_moments, compute, distributed_client, merge_factors,
-    merge_moments, scaling_from_moments, tree,
+    ClusterObjective,
+    block_factor,
+    block_moments,
+    compute,
+    distributed_client,
+    merge_factors,
+    merge_moments,
+    scaling_from_moments,
+    tree,
 )
 
 __all__ = ["DaskSource", "check_input_features", "is_dask_collection", "predict"]
@@ -141,7 +154,13 @@ class DaskSource:
             )
         self._first_pass()
         return ClusterObjective(
-            self.blocks, self._counts, spec, setup.on("cpu"), setup, whitening, penalty,
+            self.blocks,
+            self._counts,
+            spec,
+            setup.on("cpu"),
+            setup,
+            whitening,
+            penalty,
             self.n_outputs,
         )
 
@@ -211,7 +230,8 @@ def predict(estimator, X):
         columns = pd.RangeIndex(n_outputs)
         check_n_features(estimator, n_features, reset=False)
         meta = (
-            pd.Series([], dtype=np.float64) if single
+            pd.Series([], dtype=np.float64)
+            if single
             else pd.DataFrame(np.empty((0, n_outputs)), columns=columns)
         )
         out = X.map_partitions(_predict_frame, snapshot, single, columns, meta=meta)
@@ -225,10 +245,20 @@ def predict(estimator, X):
     X = single_column_chunk(X)
     if single:
         return X.map_blocks(
-            _predict_block, snapshot, n_outputs, single, drop_axis=1, dtype=np.float64,
+            _predict_block,
+            snapshot,
+            n_outputs,
+            single,
+            drop_axis=1,
+            dtype=np.float64,
             meta=np.empty((0,), dtype=np.float64),
         )
     return X.map_blocks(
-        _predict_block, snapshot, n_outputs, single, chunks=(X.chunks[0], (n_outputs,)),
-        dtype=np.float64, meta=np.empty((0, 0), dtype=np.float64),
+        _predict_block,
+        snapshot,
+        n_outputs,
+        single,
+        chunks=(X.chunks[0], (n_outputs,)),
+        dtype=np.float64,
+        meta=np.empty((0, 0), dtype=np.float64),
     )

@@ -96,7 +96,9 @@ def aligned_blocks(X, y, sample_weight):
     or series with the same number of partitions; otherwise everything becomes dask arrays
     whose row chunks follow X's (lengths are checked again on the workers, block by block).
     """
-    kinds = [collection_kind(v, n) for v, n in ((X, "X"), (y, "y"), (sample_weight, "sample_weight"))]
+    kinds = [
+        collection_kind(v, n) for v, n in ((X, "X"), (y, "y"), (sample_weight, "sample_weight"))
+    ]
     others = [(v, k) for v, k in zip((y, sample_weight), kinds[1:]) if v is not None]
     if kinds[0] == "frame" and all(
         k in ("frame", "series") and v.npartitions == X.npartitions for v, k in others
@@ -117,7 +119,8 @@ def aligned_blocks(X, y, sample_weight):
     xs = list(Xa.to_delayed().ravel())
     ys = row_blocks(y, "y", Xa)
     ws = (
-        [None] * len(xs) if sample_weight is None
+        [None] * len(xs)
+        if sample_weight is None
         else row_blocks(sample_weight, "sample_weight", Xa)
     )
     return xs, ys, ws
@@ -159,11 +162,15 @@ def prepare_block(X, y, w, index, n_features, n_outputs):
     raw_X, raw_y, raw_w = X, y, w
     try:
         X = check_array(X, dtype=[np.float64, np.float32], input_name="X", ensure_min_samples=0)
-        y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y",
-                        ensure_min_samples=0)
+        y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y", ensure_min_samples=0)
         if w is not None:
-            w = check_array(w, ensure_2d=False, dtype=np.float64, input_name="sample_weight",
-                            ensure_min_samples=0)
+            w = check_array(
+                w,
+                ensure_2d=False,
+                dtype=np.float64,
+                input_name="sample_weight",
+                ensure_min_samples=0,
+            )
             if w.size:
                 check_non_negative(w, "`sample_weight`")
     except ValueError as exc:

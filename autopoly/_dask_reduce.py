@@ -282,12 +282,17 @@ class ClusterObjective(_Objective):
         for block, local in selected:
             parts.append(
                 dask.delayed(block_loss)(
-                    block, local, theta_np, self.spec, self.cpu_setup, need_grad,
+                    block,
+                    local,
+                    theta_np,
+                    self.spec,
+                    self.cpu_setup,
+                    need_grad,
                 )
             )
         if not parts:
             raise ValueError("The requested rows are outside the data; this is a bug in autopoly.")
-        (weight, total, grad), = compute(tree(merge_losses, parts))
+        ((weight, total, grad),) = compute(tree(merge_losses, parts))
         self.n_evaluations += 1
         if total is None:  # every selected row weighs nothing: a zero loss, flat
             return theta.new_zeros(self.loss_shape), torch.zeros_like(theta)

@@ -123,7 +123,7 @@ class Expansion:
         return self._on_device[key]
 
     def fill(self, ZT, out):
-        """Write the terms of ``ZT`` (``(n_features, n)``) into the rows of ``out`` (``(n_terms, n)``).
+        """Write the terms of ``ZT`` (``(n_features, n)``) into the rows of ``out`` (terms x n).
 
         Working on transposed, row-contiguous buffers keeps every gather a copy of whole rows,
         and ``out.T`` is then a column-major ``(n, n_terms)`` matrix, as LAPACK wants it.
@@ -134,7 +134,9 @@ class Expansion:
             if par is None:
                 full[start:stop] = ZT[feats]
             else:
-                torch.mul(full.index_select(0, par), ZT.index_select(0, feats), out=full[start:stop])
+                torch.mul(
+                    full.index_select(0, par), ZT.index_select(0, feats), out=full[start:stop]
+                )
         if select is not None:
             torch.index_select(full, 0, select, out=out)
         return out

@@ -18,17 +18,18 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 
 from ._conditioning import ChunkedQR, Whitening
-from ._l1 import solve_generalized_lasso
-from ._losses import huber_scale
 from ._data_pass import DesignMap, chunk_slices
 from ._device import prediction_device
+from ._l1 import solve_generalized_lasso
+from ._losses import huber_scale
+from ._objective import RowObjective, StatsObjective, _Penalty
 from ._optim import is_lbfgs, make_optimizer, state_to_numpy, state_to_torch
-from ._refine import MIN_CANCELLATION, cancellation, refine as refine_raw, worth_refining
 from ._rank import min_norm_theta, warn_rank_deficiency
+from ._refine import MIN_CANCELLATION, cancellation, worth_refining
+from ._refine import refine as refine_raw
 from ._setup import make_setup, raw_basis_overflow, terms_overflow
 from ._sources import to_tensor, validation_scorer
 from ._state import FittedPolynomial, StreamState
-from ._objective import RowObjective, StatsObjective, _Penalty
 from ._train import LoopSettings, TrainResult, train
 from ._vertex import refine
 
@@ -63,8 +64,14 @@ def fit(spec, source, warm=None):
     """
     stream, previous_theta = warm if warm is not None else (None, None)
     scaling = stream.scaling if stream is not None else source.scaling(spec)
-    setup = make_setup(spec, source.n_features, source.n_outputs, scaling, source.device,
-                       continuing=stream is not None)
+    setup = make_setup(
+        spec,
+        source.n_features,
+        source.n_outputs,
+        scaling,
+        source.device,
+        continuing=stream is not None,
+    )
     generator = spec.generator()
     validation = None
     if spec.early_stopping:
@@ -78,8 +85,16 @@ def fit(spec, source, warm=None):
     R, weight_sum = source.factor(setup, gram_first=large)
     rows = None if spec.stats_mode(source.n_rows) else source
     outcome = solve(
-        spec, setup, R, weight_sum, source.y_ndim, rows=rows, validation=validation,
-        previous_theta=previous_theta, generator=generator, n_rows=source.n_rows,
+        spec,
+        setup,
+        R,
+        weight_sum,
+        source.y_ndim,
+        rows=rows,
+        validation=validation,
+        previous_theta=previous_theta,
+        generator=generator,
+        n_rows=source.n_rows,
     )
     if not worth_refining(spec, source, setup, outcome.full_rank):
         return outcome
@@ -108,8 +123,9 @@ def partial_fit(spec, source, stream=None, previous_theta=None):
     """
     first = stream is None
     scaling = source.scaling(spec) if first else stream.scaling
-    setup = make_setup(spec, source.n_features, source.n_outputs, scaling, source.device,
-                       continuing=not first)
+    setup = make_setup(
+        spec, source.n_features, source.n_outputs, scaling, source.device, continuing=not first
+    )
     stats = spec.stats_mode()
     complete = first or stream.complete
     if stats and not complete:
@@ -142,18 +158,37 @@ def partial_fit(spec, source, stream=None, previous_theta=None):
     R = _positive_diagonal(R)
     weight_sum += added
     if stats:
-        return solve(spec, setup, R, weight_sum, source.y_ndim, previous_theta=previous_theta,
-                     n_rows=source.n_rows)
+        return solve(
+            spec,
+            setup,
+            R,
+            weight_sum,
+            source.y_ndim,
+            previous_theta=previous_theta,
+            n_rows=source.n_rows,
+        )
     state = None
-    if not first and stream.optimizer_state is not None and not _whitening_moved(
-            spec, setup, R_before, weight_before, R, weight_sum):
+    if (
+        not first
+        and stream.optimizer_state is not None
+        and not _whitening_moved(spec, setup, R_before, weight_before, R, weight_sum)
+    ):
         state = stream.optimizer_state
     return solve(
-        spec, setup, R, weight_sum, source.y_ndim, rows=source, previous_theta=previous_theta,
-        generator=spec.generator(), n_rows=source.n_rows, epoch=True,
+        spec,
+        setup,
+        R,
+        weight_sum,
+        source.y_ndim,
+        rows=source,
+        previous_theta=previous_theta,
+        generator=spec.generator(),
+        n_rows=source.n_rows,
+        epoch=True,
         # The factor holds every row now, but a stream that took optimizer epochs is still
         # not offered to the exact squared-error path or to inference (kept as before).
-        optimizer_state=state, complete=first,
+        optimizer_state=state,
+        complete=first,
     )
 
 
@@ -206,9 +241,7 @@ def whiten(spec, setup, R_aug, weight_sum, *, n_rows=None, stream_epoch=False):
     if spec.alpha > 0 and spec.l1_ratio < 1:
         # The L2 penalty as extra least-squares rows in the design coefficients (targets in
         # units of t): its Hessian is penalty_root.T @ penalty_root.
-        penalty_root = math.sqrt(spec.alpha * (1 - spec.l1_ratio) / weight_sum) * _terms_map(
-            setup
-        )
+        penalty_root = math.sqrt(spec.alpha * (1 - spec.l1_ratio) / weight_sum) * _terms_map(setup)
     # A stream re-whitens from all its rows at every call, so its epochs too keep only the
     # directions the rows seen so far determine: a step never moves what no row has fixed.
     truncate = spec.alpha == 0
@@ -219,7 +252,8 @@ def _terms_map(setup):
     """Design coefficients -> raw coefficients of the terms (intercept row dropped)."""
     return torch.as_tensor(
         setup.basis_change[int(setup.terms.fit_intercept) :],
-        dtype=setup.dtype, device=setup.device,
+        dtype=setup.dtype,
+        device=setup.device,
     )
 
 
@@ -240,8 +274,9 @@ def initial_params(setup, whitening, previous_theta=None):
     """Zeros, or the parameters of ``previous_theta`` (a warm start) when its shape fits."""
     n_outputs = setup.n_outputs
     if previous_theta is not None and previous_theta.shape[1] == n_outputs:
-        shift = _intercept_row(setup.scaling.y_offset, setup.terms.fit_intercept,
-                               previous_theta.shape[0])
+        shift = _intercept_row(
+            setup.scaling.y_offset, setup.terms.fit_intercept, previous_theta.shape[0]
+        )
         theta_t = (previous_theta - shift) / setup.scaling.y_scale
         V = whitening.to_params(torch.as_tensor(theta_t, dtype=setup.dtype, device=setup.device))
     else:
@@ -263,8 +298,9 @@ def resume_optimizer(optimizer, saved, device):
     """
     saved = dict(saved)
     name = saved.pop("optimizer", None)
-    settings = [{k: v for k, v in group.items() if k != "params"}
-                for group in optimizer.param_groups]
+    settings = [
+        {k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups
+    ]
     old_keys = set(saved["param_groups"][0]) - {"params"}
     same = name == type(optimizer).__name__ if name is not None else old_keys == set(settings[0])
     if not same:
@@ -293,9 +329,22 @@ def _warn_lbfgs_minibatches(spec, batch_size):
         )
 
 
-def solve(spec, setup, R_aug, weight_sum, y_ndim, *, rows=None, validation=None,
-          previous_theta=None, generator=None, n_rows=None, epoch=False, optimizer_state=None,
-          complete=True):
+def solve(
+    spec,
+    setup,
+    R_aug,
+    weight_sum,
+    y_ndim,
+    *,
+    rows=None,
+    validation=None,
+    previous_theta=None,
+    generator=None,
+    n_rows=None,
+    epoch=False,
+    optimizer_state=None,
+    complete=True,
+):
     """Whiten, build the objective, run the optimizer loop and assemble the outcome.
 
     ``R_aug`` is the triangular factor of ``sqrt(w) * [D, t]`` over all rows. Without ``rows``
@@ -317,10 +366,17 @@ def solve(spec, setup, R_aug, weight_sum, y_ndim, *, rows=None, validation=None,
     loop = dict(generator=generator, n_rows=n_rows, epoch=epoch)
     if _independent_outputs(spec, setup, rows, scorer, epoch):
         parts = [
-            _optimize(spec, setup.output(k), whitening.output(k), weight_sum,
-                      None if rows is None else rows.output(k),
-                      None if previous_theta is None else previous_theta[:, k : k + 1],
-                      None, None, **{**loop, "generator": spec.generator()})
+            _optimize(
+                spec,
+                setup.output(k),
+                whitening.output(k),
+                weight_sum,
+                None if rows is None else rows.output(k),
+                None if previous_theta is None else previous_theta[:, k : k + 1],
+                None,
+                None,
+                **{**loop, "generator": spec.generator()},
+            )
             for k in range(setup.n_outputs)
         ]
         result = merge_results([p.train for p in parts])
@@ -330,7 +386,14 @@ def solve(spec, setup, R_aug, weight_sum, y_ndim, *, rows=None, validation=None,
         scales = [p.scale for p in parts]
     else:
         solved = _optimize(
-            spec, setup, whitening, weight_sum, rows, previous_theta, optimizer_state, scorer,
+            spec,
+            setup,
+            whitening,
+            weight_sum,
+            rows,
+            previous_theta,
+            optimizer_state,
+            scorer,
             **loop,
         )
         result, theta_t, method, zeros = solved.train, solved.theta_t, solved.method, [solved.zero]
@@ -357,16 +420,29 @@ def solve(spec, setup, R_aug, weight_sum, y_ndim, *, rows=None, validation=None,
             # The L1 optimum's exact zeros (the basis change leaves rounding-level values).
             raw[first_term:, k][zero] = 0.0
     stream = StreamState(
-        R=R_aug.detach().cpu().numpy(), weight_sum=weight_sum, scaling=setup.scaling,
-        optimizer_state=state, complete=complete, conditioned=spec.conditioning,
+        R=R_aug.detach().cpu().numpy(),
+        weight_sum=weight_sum,
+        scaling=setup.scaling,
+        optimizer_state=state,
+        complete=complete,
+        conditioned=spec.conditioning,
     )
     fitted = FittedPolynomial(
-        terms=setup.terms, theta=theta, x_offset=setup.scaling.x_offset,
-        x_scale=setup.scaling.x_scale, single_output=y_ndim == 1, device=str(setup.device),
+        terms=setup.terms,
+        theta=theta,
+        x_offset=setup.scaling.x_offset,
+        x_scale=setup.scaling.x_scale,
+        single_output=y_ndim == 1,
+        device=str(setup.device),
     )
     return FitOutcome(
-        fitted=fitted, raw=raw, powers=setup.powers, train=result, stream=stream,
-        validated=scorer is not None, optimizer_name=method,
+        fitted=fitted,
+        raw=raw,
+        powers=setup.powers,
+        train=result,
+        stream=stream,
+        validated=scorer is not None,
+        optimizer_name=method,
         scale=None if scales[0] is None else np.array(scales, dtype=float),
         full_rank=whitening.null is None,
     )
@@ -380,7 +456,10 @@ def _independent_outputs(spec, setup, rows, scorer, epoch):
     evaluation is a round trip for all outputs at once).
     """
     return (
-        setup.n_outputs > 1 and spec.loss_name != "callable" and scorer is None and not epoch
+        setup.n_outputs > 1
+        and spec.loss_name != "callable"
+        and scorer is None
+        and not epoch
         and (rows is None or hasattr(rows, "output"))
     )
 
@@ -389,11 +468,13 @@ def merge_results(parts):
     """One :class:`TrainResult` for outputs fitted one by one (curves: mean over outputs)."""
     longest = max(len(p.loss_curve) for p in parts)
     # An output that stopped early keeps its last value for the rest of the curve.
-    curves = np.array([p.loss_curve + p.loss_curve[-1:] * (longest - len(p.loss_curve))
-                       for p in parts])
+    curves = np.array(
+        [p.loss_curve + p.loss_curve[-1:] * (longest - len(p.loss_curve)) for p in parts]
+    )
     stalled = [p.stalled_gradient for p in parts if p.stalled_gradient is not None]
     return TrainResult(
-        V=None, n_iter=max(p.n_iter for p in parts),
+        V=None,
+        n_iter=max(p.n_iter for p in parts),
         converged=all(p.converged for p in parts),
         loss_curve=[float(v) for v in curves.mean(0)],
         best_loss=float(np.mean([p.best_loss for p in parts])),
@@ -423,13 +504,31 @@ def exact_l1(spec, rows, scorer, epoch):
     That is the squared error from the statistics (full batches), with an L1 part, one output
     at a time, unless early stopping watches the optimizer's iterations.
     """
-    return (rows is None and spec.alpha > 0 and spec.l1_ratio > 0 and scorer is None
-            and not epoch and spec.conditioning)
+    return (
+        rows is None
+        and spec.alpha > 0
+        and spec.l1_ratio > 0
+        and scorer is None
+        and not epoch
+        and spec.conditioning
+    )
 
 
-def _optimize(spec, setup, whitening, weight_sum, rows, previous_theta, optimizer_state,
-              scorer, *, generator, n_rows, epoch):
-    """One optimizer loop (or the exact L1 solve) for ``whitening``'s outputs: a :class:`_Solved`."""
+def _optimize(
+    spec,
+    setup,
+    whitening,
+    weight_sum,
+    rows,
+    previous_theta,
+    optimizer_state,
+    scorer,
+    *,
+    generator,
+    n_rows,
+    epoch,
+):
+    """One optimizer loop (or the exact L1 solve) for the whitening's outputs: a `_Solved`."""
     if exact_l1(spec, rows, scorer, epoch) and setup.n_outputs == 1:
         return _solve_l1(spec, setup, whitening, weight_sum)
     if rows is None:
@@ -449,17 +548,36 @@ def _optimize(spec, setup, whitening, weight_sum, rows, previous_theta, optimize
     if optimizer_state is not None:
         resume_optimizer(optimizer, optimizer_state, setup.device)
     settings = LoopSettings(
-        max_iter=1 if epoch else spec.max_iter, tol=spec.tol,
-        n_iter_no_change=spec.n_iter_no_change, lr=spec.lr, batch_size=batch_size,
-        n_rows=n_rows, keep_best=not epoch, smooth=spec.smooth, verbose=spec.verbose,
+        max_iter=1 if epoch else spec.max_iter,
+        tol=spec.tol,
+        n_iter_no_change=spec.n_iter_no_change,
+        lr=spec.lr,
+        batch_size=batch_size,
+        n_rows=n_rows,
+        keep_best=not epoch,
+        smooth=spec.smooth,
+        verbose=spec.verbose,
     )
     result = train(V, objective, optimizer, settings, generator=generator, validation=scorer)
-    if (spec.piecewise_linear and (spec.alpha == 0 or spec.l1_ratio == 1) and not epoch
-            and scorer is None and isinstance(objective, RowObjective)
-            and objective.chunks is None and setup.n_outputs == 1):
+    if (
+        spec.piecewise_linear
+        and (spec.alpha == 0 or spec.l1_ratio == 1)
+        and not epoch
+        and scorer is None
+        and isinstance(objective, RowObjective)
+        and objective.chunks is None
+        and setup.n_outputs == 1
+    ):
         zero = _to_vertex(spec, objective, result, _l1_rows(spec, setup, whitening, weight_sum))
-    if (spec.loss_name == "huber" and spec.l1_ratio == 0 and not epoch and scorer is None and isinstance(objective, RowObjective)
-            and objective.chunks is None and setup.n_outputs == 1):
+    if (
+        spec.loss_name == "huber"
+        and spec.l1_ratio == 0
+        and not epoch
+        and scorer is None
+        and isinstance(objective, RowObjective)
+        and objective.chunks is None
+        and setup.n_outputs == 1
+    ):
         _polish_huber(spec, setup, whitening, weight_sum, objective, result)
     theta_t = (whitening.M @ result.V.detach()).cpu().to(torch.float64).numpy()
     scale = None
@@ -487,7 +605,11 @@ def _solve_l1(spec, setup, whitening, weight_sum):
     curve = [s * s * (h + resid) for h in l1.objective] or [s * s * resid]
     V = l1.V.to(dtype=whitening.C.dtype, device=whitening.C.device)
     result = TrainResult(
-        V=V, n_iter=l1.n_iter, converged=l1.converged, loss_curve=curve, best_loss=curve[-1],
+        V=V,
+        n_iter=l1.n_iter,
+        converged=l1.converged,
+        loss_curve=curve,
+        best_loss=curve[-1],
         certificate_violation=l1.kkt_violation,
     )
     theta_t = (M @ l1.V).numpy()
@@ -525,7 +647,8 @@ def _polish_huber(spec, setup, whitening, weight_sum, objective, result, max_rou
     def minimizer(inside, sign, sigma):
         """The partition's minimizer in ``V``: with ``sigma = 1`` the fixed loss's equations,
         ``s**2 B_in.T W_in B_in V + H_pen V = s B_in.T W_in y + s epsilon B.T W sign``; the
-        scale-free loss's (halved) have ``1 / sigma`` on the quadratic rows."""
+        scale-free loss's (halved) have ``1 / sigma`` on the quadratic rows.
+        """
         W_in = w * inside
         lhs = s * s / sigma * (B.T @ (W_in * B))
         if hessian_pen is not None:
@@ -666,8 +789,11 @@ def convergence_warning(spec, outcome) -> Optional[str]:
         return (
             f"TorchPolyRegressor stopped at max_iter={spec.max_iter} before converging "
             f"(tol={spec.tol:g}, optimizer={name}, lr={spec.lr:g}). "
-            + ("Increase max_iter." if lbfgs
-               else "Increase max_iter, tune lr, or use the default optimizer='lbfgs'.")
+            + (
+                "Increase max_iter."
+                if lbfgs
+                else "Increase max_iter, tune lr, or use the default optimizer='lbfgs'."
+            )
         )
     return None
 

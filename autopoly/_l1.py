@@ -149,8 +149,10 @@ def _merge_parallel(A):
         if group[i] >= 0:
             continue
         orient = torch.where(unit @ unit[i] < 0, -1.0, 1.0)
-        same = nonzero & (group < 0) & (
-            (unit * orient[:, None] - unit[i]).abs().amax(dim=1) <= 16 * _EPS
+        same = (
+            nonzero
+            & (group < 0)
+            & ((unit * orient[:, None] - unit[i]).abs().amax(dim=1) <= 16 * _EPS)
         )
         group[same] = len(merged)
         merged.append(A[i] if int(same.sum()) == 1 else norm[same].sum() * unit[i])
@@ -327,8 +329,13 @@ def _solve(c, A, lam, tol, max_iter, out_device, out_shape):
     violation = kkt_violation(V, c, A, lam, zero=zero) if lam > 0 else 0.0
     device = out_device if out_device.type != "mps" else torch.device("cpu")  # no float64
     return L1Result(
-        V=V.reshape(out_shape).to(device), coef=coef.to(device), zero=zero.to(device),
-        n_iter=n_iter, converged=converged, kkt_violation=violation, objective=history,
+        V=V.reshape(out_shape).to(device),
+        coef=coef.to(device),
+        zero=zero.to(device),
+        n_iter=n_iter,
+        converged=converged,
+        kkt_violation=violation,
+        objective=history,
         condition=rows.condition,
     )
 
@@ -365,7 +372,6 @@ def _active_set(rows, c, lam, support, sign, tol, max_iter):
             release = candidates > tol
         support |= release
         sign[release] = torch.sign(zeta[release])
-        start = V
         while n_iter < max_iter:
             V_new, zeta = _face(rows, c, lam, support, sign)
             n_iter += 1

@@ -30,7 +30,7 @@ def absolute_error(y_pred, y_true, weight):
 
 
 def pinball(y_pred, y_true, weight, quantile):
-    """Weighted mean pinball (quantile) loss: ``q * r`` above the prediction, ``(1 - q) * -r`` below.
+    """Weighted mean pinball loss: ``q * r`` above the prediction, ``(1 - q) * -r`` below.
 
     ``r = y_true - y_pred``; its minimizer predicts the ``q``-quantile of y given X, as
     :class:`sklearn.linear_model.QuantileRegressor` does.
@@ -79,7 +79,8 @@ def huber_scale(residual, weight, epsilon):
     tiny = torch.finfo(a.dtype).tiny
     with torch.no_grad():
         stationary = torch.where(
-            (slope > 0) & (s_in > 0), torch.sqrt(s_in / slope.clamp(min=tiny)),
+            (slope > 0) & (s_in > 0),
+            torch.sqrt(s_in / slope.clamp(min=tiny)),
             torch.where(slope > 0, lo, hi),
         )
         sigma = torch.minimum(torch.maximum(stationary, lo), hi)

@@ -122,7 +122,14 @@ class PolynomialModule(nn.Module):
     """
 
     def __init__(
-        self, powers, theta, x_offset, x_scale, *, fit_intercept=True, single_output=False,
+        self,
+        powers,
+        theta,
+        x_offset,
+        x_scale,
+        *,
+        fit_intercept=True,
+        single_output=False,
         trainable=False,
     ):
         super().__init__()
@@ -274,8 +281,12 @@ def polynomial_module(fitted, device=None, dtype=None, trainable=False):
     if resolved.type == "mps" and dtype == torch.float64:
         raise ValueError("device='mps' does not support float64; pass dtype=torch.float32.")
     module = PolynomialModule(
-        fitted.terms.powers(fitted.n_features), fitted.theta, fitted.x_offset, fitted.x_scale,
-        fit_intercept=fitted.terms.fit_intercept, single_output=fitted.single_output,
+        fitted.terms.powers(fitted.n_features),
+        fitted.theta,
+        fitted.x_offset,
+        fitted.x_scale,
+        fit_intercept=fitted.terms.fit_intercept,
+        single_output=fitted.single_output,
         trainable=trainable,
     )
     return module.to(device=resolved, dtype=dtype)

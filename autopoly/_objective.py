@@ -113,8 +113,18 @@ class RowObjective(_Objective):
     """
 
     def __init__(
-        self, loss_fn, design, y, sample_weight, y_offset, y_scale, penalty, V_shape, chunks,
-        builtin=True, squared=False,
+        self,
+        loss_fn,
+        design,
+        y,
+        sample_weight,
+        y_offset,
+        y_scale,
+        penalty,
+        V_shape,
+        chunks,
+        builtin=True,
+        squared=False,
     ):
         self.loss_fn = loss_fn
         self.design = design

@@ -28,7 +28,6 @@ basis change can lose digits (inputs not already centred near zero).
 import numpy as np
 import torch
 
-
 # Problems with at most this many design entries (rows x terms) are refined.
 REFINE_ENTRIES = 2**16
 # Refine only when the basis change loses at least one digit to cancellation.
@@ -153,11 +152,18 @@ def worth_refining(spec, source, setup, full_rank):
     scaling = setup.scaling
     ratio = np.abs(scaling.x_offset) / scaling.x_scale
     return (
-        spec.loss_name == "squared_error" and spec.alpha == 0 and spec.conditioning
-        and spec.dtype == torch.float64 and setup.device.type != "mps" and full_rank and hasattr(source, "take")
-        and spec.stats_mode(source.n_rows) and not spec.early_stopping
+        spec.loss_name == "squared_error"
+        and spec.alpha == 0
+        and spec.conditioning
+        and spec.dtype == torch.float64
+        and setup.device.type != "mps"
+        and full_rank
+        and hasattr(source, "take")
+        and spec.stats_mode(source.n_rows)
+        and not spec.early_stopping
         and source.n_rows * setup.n_design <= REFINE_ENTRIES
-        and source.n_rows > 0 and bool((ratio >= MIN_OFFSET_RATIO).any())
+        and source.n_rows > 0
+        and bool((ratio >= MIN_OFFSET_RATIO).any())
     )
 
 

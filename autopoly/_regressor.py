@@ -32,7 +32,8 @@ _ARRAY_ATTRIBUTES = ("coef_", "intercept_", "powers_")
 
 def _autograd_on():
     """The optimizer needs autograd, even when the caller runs under ``torch.no_grad()`` or
-    ``torch.inference_mode()`` (e.g. a fit inside a model's evaluation code)."""
+    ``torch.inference_mode()`` (e.g. a fit inside a model's evaluation code).
+    """
     stack = contextlib.ExitStack()
     stack.enter_context(torch.inference_mode(False))
     stack.enter_context(torch.enable_grad())
@@ -65,7 +66,8 @@ class TorchPolyRegressor(InferenceMixin, RegressorMixin, BaseEstimator):
         Only products of distinct features (no powers above one).
     fit_intercept : bool, default=True
         Fit a constant term, reported as ``intercept_`` and never penalized.
-    loss : {'squared_error', 'huber', 'absolute_error', 'quantile'} or callable, default='squared_error'
+    loss : {'squared_error', 'huber', 'absolute_error', 'quantile'} or callable, \
+            default='squared_error'
         Data-fit loss. A callable receives ``(y_pred, y_true, sample_weight)`` as torch tensors
         of shapes ``(n, n_outputs)``, ``(n, n_outputs)`` and ``(n,)`` and returns a scalar
         tensor; it should be a weighted mean over samples so that chunked evaluation is exact.
@@ -197,10 +199,11 @@ class TorchPolyRegressor(InferenceMixin, RegressorMixin, BaseEstimator):
     objective improves by less than ``tol`` for ``n_iter_no_change`` iterations while staying
     flat within ``tol`` (non-smooth losses); with mini-batches or early stopping only the
     improvement test applies (on the epoch loss or the validation score). For the squared
-    error without an L1 penalty, a stall whose largest gradient is still above ``sqrt(tol)`` and 1% of the first
-    one (an optimizer oscillating across the optimum, ``lr`` too large) stops the fit unconverged.
-    Stopping unconverged, or reaching ``max_iter`` first, gives a ``ConvergenceWarning``. A loss that becomes non-finite
-    raises :class:`autopoly.DivergenceError` and leaves any earlier fitted state untouched.
+    error without an L1 penalty, a stall whose largest gradient is still above ``sqrt(tol)``
+    and 1% of the first one (an optimizer oscillating across the optimum, ``lr`` too large)
+    stops the fit unconverged. Stopping unconverged, or reaching ``max_iter`` first, gives a
+    ``ConvergenceWarning``. A loss that becomes non-finite raises
+    :class:`autopoly.DivergenceError` and leaves any earlier fitted state untouched.
 
     Examples
     --------
@@ -307,17 +310,26 @@ class TorchPolyRegressor(InferenceMixin, RegressorMixin, BaseEstimator):
     def _check_continuation(self, spec, how):
         """A warm start or a streamed update continues the fitted terms: they must not change."""
         terms = self._fitted.terms
-        fitted = {"degree": terms.degree, "interaction_only": terms.interaction_only,
-                  "fit_intercept": terms.fit_intercept,
-                  "conditioning": self._stream.conditioned}
-        now = {"degree": spec.terms.degree, "interaction_only": spec.terms.interaction_only,
-               "fit_intercept": spec.terms.fit_intercept, "conditioning": spec.conditioning}
+        fitted = {
+            "degree": terms.degree,
+            "interaction_only": terms.interaction_only,
+            "fit_intercept": terms.fit_intercept,
+            "conditioning": self._stream.conditioned,
+        }
+        now = {
+            "degree": spec.terms.degree,
+            "interaction_only": spec.terms.interaction_only,
+            "fit_intercept": spec.terms.fit_intercept,
+            "conditioning": spec.conditioning,
+        }
         changed = [name for name in now if now[name] != fitted[name]]
         if changed:
-            listed = ", ".join(f"{name} (fitted with {fitted[name]!r}, now {now[name]!r})"
-                               for name in changed)
+            listed = ", ".join(
+                f"{name} (fitted with {fitted[name]!r}, now {now[name]!r})" for name in changed
+            )
             fix = (
-                "Set warm_start=False, or use a fresh estimator," if how == "warm_start=True"
+                "Set warm_start=False, or use a fresh estimator,"
+                if how == "warm_start=True"
                 else "Start a new stream on a fresh estimator (sklearn.base.clone)"
             )
             raise ValueError(
@@ -332,7 +344,8 @@ class TorchPolyRegressor(InferenceMixin, RegressorMixin, BaseEstimator):
         fitted = self._fitted.n_outputs
         if n_outputs != fitted:
             fix = (
-                "set warm_start=False" if how == "warm_start=True"
+                "set warm_start=False"
+                if how == "warm_start=True"
                 else "start a new stream on a fresh estimator (sklearn.base.clone)"
             )
             raise ValueError(
@@ -377,9 +390,7 @@ class TorchPolyRegressor(InferenceMixin, RegressorMixin, BaseEstimator):
         self.loss_curve_ = result.loss_curve
         self.best_loss_ = result.best_loss
         self.validation_scores_ = result.validation_scores if outcome.validated else None
-        self.best_validation_score_ = (
-            result.best_validation_score if outcome.validated else None
-        )
+        self.best_validation_score_ = result.best_validation_score if outcome.validated else None
         self.device_ = fitted.device
         if outcome.scale is not None:
             self.scale_ = float(outcome.scale[0]) if single else outcome.scale.copy()
@@ -467,7 +478,9 @@ class TorchPolyRegressor(InferenceMixin, RegressorMixin, BaseEstimator):
             self._check_outputs(source.n_outputs, reset=first, how="partial_fit")
             with self._threads(spec, source), _autograd_on():
                 outcome = fitting.partial_fit(
-                    spec, source, None if first else self._stream,
+                    spec,
+                    source,
+                    None if first else self._stream,
                     None if first else self._fitted.theta,
                 )
             if spec.stats_mode():
@@ -579,7 +592,7 @@ class TorchPolyRegressor(InferenceMixin, RegressorMixin, BaseEstimator):
         return importance / total if total > 0 else importance
 
     def get_feature_names_out(self, input_features=None):
-        """Get the names of the terms, as :class:`~sklearn.preprocessing.PolynomialFeatures` writes them.
+        """Get the names of the terms, as `~sklearn.preprocessing.PolynomialFeatures` writes them.
 
         Parameters
         ----------
@@ -623,4 +636,3 @@ class TorchPolyRegressor(InferenceMixin, RegressorMixin, BaseEstimator):
         tags.target_tags.single_output = True
         tags.array_api_support = True
         return tags
-

@@ -21,8 +21,11 @@ def r2_score_tensor(y_true, y_pred, sample_weight):
             f"y has {y.shape[1]} column(s) but the model predicts {pred.shape[1]} output(s)."
         )
     if y.shape[0] < 2:
-        warnings.warn("R^2 score is not well-defined with less than two samples.",
-                      UndefinedMetricWarning, stacklevel=3)
+        warnings.warn(
+            "R^2 score is not well-defined with less than two samples.",
+            UndefinedMetricWarning,
+            stacklevel=3,
+        )
         return float("nan")
     w = sample_weight.to(torch.float64)
     mean = (w @ y) / w.sum()

@@ -41,15 +41,27 @@ class Setup:
 
     def output(self, k):
         """The same setup for output ``k`` alone (its target scaling)."""
-        scaling = Scaling(self.scaling.x_offset, self.scaling.x_scale,
-                          self.scaling.y_offset[k : k + 1], self.scaling.y_scale[k : k + 1])
-        return replace(self, scaling=scaling, y_offset=self.y_offset[k : k + 1],
-                       y_scale=self.y_scale[k : k + 1])
+        scaling = Scaling(
+            self.scaling.x_offset,
+            self.scaling.x_scale,
+            self.scaling.y_offset[k : k + 1],
+            self.scaling.y_scale[k : k + 1],
+        )
+        return replace(
+            self,
+            scaling=scaling,
+            y_offset=self.y_offset[k : k + 1],
+            y_scale=self.y_scale[k : k + 1],
+        )
 
     def on(self, device):
         """The same setup computing on another device (e.g. a Dask worker's CPU)."""
         return make_setup_on(
-            torch.device(device), self.dtype, self.terms, self.scaling, self.continuing,
+            torch.device(device),
+            self.dtype,
+            self.terms,
+            self.scaling,
+            self.continuing,
             check=False,
         )
 
@@ -83,8 +95,10 @@ def check_finite_scaling(scaling):
     where scikit-learn skips the check: they then show up here, in the ranges and moments of
     the first pass, and are named as what they are rather than as an overflow.
     """
-    for name, values in (("X", (scaling.x_offset, scaling.x_scale)),
-                         ("y", (scaling.y_offset, scaling.y_scale))):
+    for name, values in (
+        ("X", (scaling.x_offset, scaling.x_scale)),
+        ("y", (scaling.y_offset, scaling.y_scale)),
+    ):
         bad = ~(np.isfinite(values[0]) & np.isfinite(values[1]))
         if bad.any():
             column = int(np.flatnonzero(bad)[0])
@@ -108,13 +122,21 @@ def make_setup_on(device, dtype, terms, scaling, continuing, check=True):
     if check and not np.isfinite(change).all():
         raise raw_basis_overflow(scaling, terms.max_degree)
     return Setup(
-        device=device, dtype=dtype, terms=terms, powers=powers, scaling=scaling,
+        device=device,
+        dtype=dtype,
+        terms=terms,
+        powers=powers,
+        scaling=scaling,
         design=DesignMap(
-            terms.expansion(n_features), as_t(scaling.x_offset), as_t(scaling.x_scale),
+            terms.expansion(n_features),
+            as_t(scaling.x_offset),
+            as_t(scaling.x_scale),
             terms.fit_intercept,
         ),
-        y_offset=as_t(scaling.y_offset), y_scale=as_t(scaling.y_scale),
-        basis_change=change, continuing=continuing,
+        y_offset=as_t(scaling.y_offset),
+        y_scale=as_t(scaling.y_scale),
+        basis_change=change,
+        continuing=continuing,
     )
 
 
@@ -178,8 +200,10 @@ def terms_overflow(spec, setup):
     dtype = dtype_name(setup.dtype)
     hints = ["Rescale X before fitting (e.g. StandardScaler in a Pipeline)"]
     if setup.continuing:
-        hints.append("a warm start or a partial_fit stream keeps the first fit's input "
-                     "scaling, so data far outside its range overflow: refit from scratch")
+        hints.append(
+            "a warm start or a partial_fit stream keeps the first fit's input "
+            "scaling, so data far outside its range overflow: refit from scratch"
+        )
     if not spec.conditioning:
         hints.append("conditioning=True maps the inputs into [-1, 1] first")
     if dtype == "float32":

@@ -120,10 +120,12 @@ class ArraySource:
         itemsize = setup.design.itemsize
         chunks = None
         if n * max(rank, 1) * itemsize <= CACHE_BYTES:
-            B = torch.cat([
-                setup.design(self.take(c, dtype, device)[0]) @ M
-                for c in chunk_slices(n, M.shape[0], itemsize)
-            ])
+            B = torch.cat(
+                [
+                    setup.design(self.take(c, dtype, device)[0]) @ M
+                    for c in chunk_slices(n, M.shape[0], itemsize)
+                ]
+            )
 
             def whitened_rows(rows):
                 return B if rows is None else B[rows]
@@ -147,9 +149,17 @@ class ArraySource:
             ]
         _, y, w = self.take(slice(None), dtype, device)
         return RowObjective(
-            spec.loss_fn, whitened_rows, y, w, setup.y_offset, setup.y_scale, penalty,
-            (rank, self.n_outputs), chunks,
-            builtin=spec.loss_name != "callable", squared=spec.loss_name == "squared_error",
+            spec.loss_fn,
+            whitened_rows,
+            y,
+            w,
+            setup.y_offset,
+            setup.y_scale,
+            penalty,
+            (rank, self.n_outputs),
+            chunks,
+            builtin=spec.loss_name != "callable",
+            squared=spec.loss_name == "squared_error",
         )
 
     def check_terms_range(self, spec, setup):

@@ -61,7 +61,8 @@ class FitSpec:
     def stats_mode(self, n_rows=None):
         """Whether the fit runs on the sufficient statistics alone (no pass over rows per step)."""
         return (
-            self.loss_name == "squared_error" and self.batch_rows(n_rows) is None
+            self.loss_name == "squared_error"
+            and self.batch_rows(n_rows) is None
             and self.conditioning
         )
 

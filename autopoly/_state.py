@@ -55,7 +55,9 @@ class Scaling:
     @classmethod
     def identity(cls, n_features, n_outputs):
         """The scaling of ``conditioning=False``: raw inputs, raw targets."""
-        return cls(np.zeros(n_features), np.ones(n_features), np.zeros(n_outputs), np.ones(n_outputs))
+        return cls(
+            np.zeros(n_features), np.ones(n_features), np.zeros(n_outputs), np.ones(n_outputs)
+        )
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ from typing import Optional
 
 import torch
 
-
 # The normalized objective growing this much above the constant model's counts as divergence.
 DIVERGENCE_FACTOR = 1e6
 # A smooth objective that stalls with a gradient above this share of its first one is stuck
@@ -84,7 +83,8 @@ def _progress(verbose, max_iter):
     except ImportError:  # the bar is a nicety; verbose=1 lines still print
         warnings.warn(
             "verbose=2 shows a progress bar with tqdm, which is not installed; printing "
-            "progress lines only. Install it with `pip install tqdm` (autopoly's `progress` extra).",
+            "progress lines only. Install it with `pip install tqdm` (autopoly's `progress` "
+            "extra).",
             UserWarning,
             stacklevel=2,
         )
@@ -139,7 +139,8 @@ def _diverged(what, n_iter, optimizer, lr):
     fix = f"Use a smaller lr (e.g. lr={lr / 10:g})"
     fix += (
         ", and check that the loss stays finite for the data"
-        if isinstance(optimizer, torch.optim.LBFGS) else " or the default optimizer='lbfgs'"
+        if isinstance(optimizer, torch.optim.LBFGS)
+        else " or the default optimizer='lbfgs'"
     )
     return DivergenceError(
         f"The {what} became non-finite or grew a millionfold at iteration {n_iter} with "
@@ -158,7 +159,8 @@ def _start_loss(objective, V):
 
 def _divergence_ceiling(objective, start):
     """A million times worse than the constant model, or than the start (a warm start on new
-    data may begin worse than the constant model), is divergence, not a slow start."""
+    data may begin worse than the constant model), is divergence, not a slow start.
+    """
     return DIVERGENCE_FACTOR * max(objective.constant_model, start)
 
 
@@ -341,11 +343,15 @@ class Stopper:
     @property
     def undecided(self):
         """Whether the last full-batch step may have converged unseen: the loop tests each
-        point before stepping from it (e.g. ``max_iter=1`` with an inner L-BFGS loop)."""
+        point before stepping from it (e.g. ``max_iter=1`` with an inner L-BFGS loop).
+        """
         s = self.settings
         return (
-            not self.converged and self.stalled_gradient is None and self.gradient_rule
-            and s.tol > 0 and s.keep_best
+            not self.converged
+            and self.stalled_gradient is None
+            and self.gradient_rule
+            and s.tol > 0
+            and s.keep_best
         )
 
 
@@ -430,8 +436,11 @@ def train(V, objective, optimizer, settings, *, generator=None, validation=None)
     with torch.no_grad():
         V.copy_(keep_last_step_if_no_worse(stopper, objective, V, evaluation))
     result = TrainResult(
-        V=V, n_iter=stopper.n_iter, converged=stopper.converged,
-        loss_curve=stopper.loss_curve, best_loss=stopper.best_user,
+        V=V,
+        n_iter=stopper.n_iter,
+        converged=stopper.converged,
+        loss_curve=stopper.loss_curve,
+        best_loss=stopper.best_user,
         validation_scores=stopper.validation_scores,
         best_validation_score=stopper.best_validation_score,
         stalled_gradient=stopper.stalled_gradient,

@@ -63,13 +63,19 @@ def _continuation(B, t, w, q, V):
         V.requires_grad_(True)
         # A fresh L-BFGS per width: curvature pairs of a wider kink would mislead it.
         optimizer = torch.optim.LBFGS(
-            [V], lr=1, max_iter=STAGE_ITERATIONS, line_search_fn="strong_wolfe",
-            tolerance_grad=0.0, tolerance_change=0.0, history_size=20,
+            [V],
+            lr=1,
+            max_iter=STAGE_ITERATIONS,
+            line_search_fn="strong_wolfe",
+            tolerance_grad=0.0,
+            tolerance_change=0.0,
+            history_size=20,
         )
 
+        # L-BFGS calls the closure within this iteration: the current V and optimizer.
         def closure(mu=mu):
-            optimizer.zero_grad()
-            value = w @ _smooth_pinball(t - B @ V, q, mu)
+            optimizer.zero_grad()  # noqa: B023
+            value = w @ _smooth_pinball(t - B @ V, q, mu)  # noqa: B023
             value.backward()
             return value
 
@@ -198,8 +204,9 @@ def _pivot(B, w, q, r, S, a, k):
     outside[S] = False
     # Crossings: r_i(s) = r_i - s * Bd_i reaches 0 at s_i = r_i / Bd_i > 0.
     moving = outside & (Bd.abs() > 0)
-    s_cross = torch.where(moving, r / torch.where(moving, Bd, torch.ones_like(Bd)),
-                          torch.full_like(r, -1.0))
+    s_cross = torch.where(
+        moving, r / torch.where(moving, Bd, torch.ones_like(Bd)), torch.full_like(r, -1.0)
+    )
     candidates = torch.nonzero(s_cross > 0).reshape(-1)
     if candidates.numel() == 0:
         return None
@@ -212,5 +219,3 @@ def _pivot(B, w, q, r, S, a, k):
     S_new = S.clone()
     S_new[k] = enter
     return float(s_cross[enter]) * d, S_new
-
-

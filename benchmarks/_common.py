@@ -29,22 +29,28 @@ def parser(description):
     """The command line every script shares."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument(
-        "--quick", action="store_true",
+        "--quick",
+        action="store_true",
         help="small sizes and one repetition: runs in seconds (used by the smoke test)",
     )
     p.add_argument(
-        "--out", type=Path, default=RESULTS,
+        "--out",
+        type=Path,
+        default=RESULTS,
         help=f"folder for the Markdown, CSV and PNG results (default: {RESULTS})",
     )
     p.add_argument(
-        "--device", default="cpu",
+        "--device",
+        default="cpu",
         help="device for autopoly's fits: 'cpu' (default) or 'cuda'; peers run on the CPU",
     )
     p.add_argument("--repeat", type=int, default=None, help="timed repetitions per method")
     p.add_argument(
-        "--threads", type=int, default=None,
+        "--threads",
+        type=int,
+        default=None,
         help="limit every library (torch, OpenBLAS, OpenMP) to this many threads; default: "
-             "each library's own choice",
+        "each library's own choice",
     )
     return p
 
@@ -87,12 +93,18 @@ def environment():
 
     try:
         commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
             check=True,
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "autopoly"], cwd=REPO, capture_output=True,
-            text=True, check=True,
+            ["git", "status", "--porcelain", "--", "autopoly"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
         if dirty:
             commit += " (autopoly/ has uncommitted changes)"
@@ -109,9 +121,11 @@ def environment():
         "commit": commit,
         "cpu": f"{cpu}, {os.cpu_count()} logical cores",
         "python": platform.python_version(),
-        "torch": version("torch") + (
+        "torch": version("torch")
+        + (
             f" ({sys.modules['torch'].get_num_threads()} intra-op threads)"
-            if "torch" in sys.modules else ""
+            if "torch" in sys.modules
+            else ""
         ),
         "numpy": np.__version__,
         "scikit-learn": version("scikit-learn"),

@@ -34,9 +34,8 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
-
 import _common as C
+import numpy as np
 
 TITLE = "bench_dask: in memory vs out-of-core vs a Dask LocalCluster"
 N_FEATURES = 5
@@ -47,8 +46,13 @@ def make_data(n, seed=0):
     rng = np.random.default_rng(seed)
     X = rng.uniform(-1.0, 1.0, size=(n, N_FEATURES)) * np.array([1.0, 10.0, 100.0, 0.1, 1.0])
     y = (
-        1.0 + X[:, 0] - 0.02 * X[:, 1] ** 2 + 3e-4 * X[:, 2] * X[:, 1] - 5.0 * X[:, 3] ** 3
-        + X[:, 4] * X[:, 0] + 0.1 * rng.standard_normal(n)
+        1.0
+        + X[:, 0]
+        - 0.02 * X[:, 1] ** 2
+        + 3e-4 * X[:, 2] * X[:, 1]
+        - 5.0 * X[:, 3] ** 3
+        + X[:, 4] * X[:, 0]
+        + 0.1 * rng.standard_normal(n)
     )
     return X, y
 
@@ -62,7 +66,8 @@ def _status_mib(field):
 
 def peak_growth_during(fn):
     """Run ``fn``; return its result and by how much (MiB) the process's peak resident memory
-    rose above its resident memory at the start (None where ``/proc`` cannot tell)."""
+    rose above its resident memory at the start (None where ``/proc`` cannot tell).
+    """
     try:
         Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current VmRSS
         start = _status_mib("VmRSS")
@@ -103,6 +108,7 @@ def thread_policy(quick, client):
         def run():
             with joblib.parallel_backend(backend):
                 return GridSearchCV(cls(), grid, cv=3, n_jobs=n_jobs).fit(X, y)
+
         return run
 
     def threads_seen(cls, backend, n_jobs):
@@ -113,25 +119,40 @@ def thread_policy(quick, client):
         with joblib.parallel_backend(backend):
             return joblib.Parallel(n_jobs=n_jobs)(joblib.delayed(probe)() for _ in range(8))
 
-    timed = C.interleaved({name: searcher(*spec) for name, spec in runs.items()},
-                          1 if quick else 3)
+    timed = C.interleaved({name: searcher(*spec) for name, spec in runs.items()}, 1 if quick else 3)
     rows = []
     best = {}
     for name, (cls, backend, n_jobs) in runs.items():
         per_worker = sorted({r["torch_threads"] for r in threads_seen(cls, backend, n_jobs)})
-        workers = 1 if n_jobs == 1 else (
-            len(client.scheduler_info()["workers"]) if backend == "dask"
-            else joblib.effective_n_jobs(n_jobs)
+        workers = (
+            1
+            if n_jobs == 1
+            else (
+                len(client.scheduler_info()["workers"])
+                if backend == "dask"
+                else joblib.effective_n_jobs(n_jobs)
+            )
         )
         search = timed[name]["result"]
         best[name] = search.best_params_
-        rows.append((
-            name, workers, "/".join(map(str, per_worker)), workers * max(per_worker),
-            min(timed[name]["times"]),
-            ", ".join(f"{k}={v}" for k, v in sorted(search.best_params_.items())),
-        ))
-    header = ["backend", "workers", "torch threads per worker", "busy threads",
-              "GridSearchCV time (s, best)", "best parameters"]
+        rows.append(
+            (
+                name,
+                workers,
+                "/".join(map(str, per_worker)),
+                workers * max(per_worker),
+                min(timed[name]["times"]),
+                ", ".join(f"{k}={v}" for k, v in sorted(search.best_params_.items())),
+            )
+        )
+    header = [
+        "backend",
+        "workers",
+        "torch threads per worker",
+        "busy threads",
+        "GridSearchCV time (s, best)",
+        "best parameters",
+    ]
     times = {name: r["times"] for name, r in timed.items()}
     return header, rows, best, n, grid, times
 
@@ -176,8 +197,9 @@ def _against_memory(timed, checks, check_name, tol):
     out = []
     for name, r in timed.items():
         err = np.abs(r["result"].coef_ - ref.coef_).max() / np.abs(ref.coef_).max()
-        checks.append((check_name.format(name), err <= tol,
-                       f"max relative difference {err:.2e} (<= {tol:g})"))
+        checks.append(
+            (check_name.format(name), err <= tol, f"max relative difference {err:.2e} (<= {tol:g})")
+        )
         out.append((name, r, min(r["times"]), min(r["times"]) / base, err))
     return out
 
@@ -210,7 +232,10 @@ def main():
         start = time.perf_counter()
         environ = dict(os.environ)
         cluster = distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
             dashboard_address=None,
         )
         client = distributed.Client(cluster, set_as_default=False)
@@ -258,20 +283,27 @@ def main():
             "LocalCluster (2 workers x 1 thread)": local_cluster,
         }
         timed = timed_with_memory(methods, repeat)
-        growth = {name: None if None in r["growth"] else max(r["growth"])
-                  for name, r in timed.items()}
+        growth = {
+            name: None if None in r["growth"] else max(r["growth"]) for name, r in timed.items()
+        }
         data_mib = (X.nbytes + y.nbytes) / 2**20
         held = {name: data_mib if name.startswith("in memory") else 0.0 for name in methods}
         ref = timed["in memory (NumPy)"]["result"]
         rows = []
-        for name, r, best, ratio, err in _against_memory(
+        for name, _r, best, ratio, err in _against_memory(
             timed, checks, "{}: coefficients equal the in-memory fit", 1e-8
         ):
             client_mib = None if growth[name] is None else held[name] + growth[name]
             rows.append((name, best, ratio, held[name], growth[name], client_mib, err))
-        header = ["method", "fit time (s, best)", "time / in memory",
-                  "data held by the client (MiB)", "client peak growth during fit (MiB)",
-                  "client memory for the fit (MiB)", "max coef difference (rel.)"]
+        header = [
+            "method",
+            "fit time (s, best)",
+            "time / in memory",
+            "data held by the client (MiB)",
+            "client peak growth during fit (MiB)",
+            "client memory for the fit (MiB)",
+            "max coef difference (rel.)",
+        ]
 
         # Huber: one round trip per loss evaluation, in memory vs the cluster.
         Xh, yh = X[:n_huber], y[:n_huber]
@@ -285,23 +317,38 @@ def main():
             with dask.config.set(scheduler=client.get):
                 return TorchPolyRegressor(**huber).fit(Xh_disk, yh_disk)
 
-        htimed = C.interleaved({"in memory (NumPy)": huber_memory,
-                                "LocalCluster (2 workers x 1 thread)": huber_cluster}, repeat)
+        htimed = C.interleaved(
+            {
+                "in memory (NumPy)": huber_memory,
+                "LocalCluster (2 workers x 1 thread)": huber_cluster,
+            },
+            repeat,
+        )
         hrows = [
             (name, best, ratio, r["result"].n_iter_, err)
             for name, r, best, ratio, err in _against_memory(
                 htimed, checks, "Huber, {}: coefficients match the in-memory fit", 1e-6
             )
         ]
-        hheader = ["method", "fit time (s, best)", "time / in memory", "iterations",
-                   "max coef difference (rel.)"]
+        hheader = [
+            "method",
+            "fit time (s, best)",
+            "time / in memory",
+            "iterations",
+            "max coef difference (rel.)",
+        ]
 
         with client.as_current(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             theader, trows, best, n_grid, grid, ttimes = thread_policy(quick, client)
         first = next(iter(best.values()))
-        checks.append(("GridSearchCV finds the same best parameters on every backend",
-                       all(b == first for b in best.values()), str(best)))
+        checks.append(
+            (
+                "GridSearchCV finds the same best parameters on every backend",
+                all(b == first for b in best.values()),
+                str(best),
+            )
+        )
         client.close()
         cluster.close()
     finally:
@@ -309,36 +356,55 @@ def main():
 
     env["load average at end"] = C.loadavg()
     env["LocalCluster start-up (s)"] = f"{startup:.2f}"
-    env["set in this process by the nanny (undone here)"] = ", ".join(
-        f"{k}={v}" for k, v in sorted(polluted.items())
-    ) or "nothing"
+    env["set in this process by the nanny (undone here)"] = (
+        ", ".join(f"{k}={v}" for k, v in sorted(polluted.items())) or "nothing"
+    )
     md = [
-        f"# {TITLE}", "",
-        "Generated by `benchmarks/bench_dask.py`" + (" --quick" if quick else "")
+        f"# {TITLE}",
+        "",
+        "Generated by `benchmarks/bench_dask.py`"
+        + (" --quick" if quick else "")
         + f": {n:,} rows x {N_FEATURES} features (X {X.nbytes / 2**20:.0f} MiB), degree "
         f"{DEGREE} ({ref.coef_.shape[0]} terms), squared error; chunks of {chunk:,} rows in "
         f"`.npy` files on disk for the out-of-core and cluster methods; best of {repeat} "
-        "interleaved runs after a warm-up.", "",
-        C.environment_markdown(env), "",
-        "## Squared error: exact statistics", "", C.markdown_table(header, rows), "",
-        f"## Huber ({n_huber:,} rows, degree 2): one round trip per evaluation", "",
-        C.markdown_table(hheader, hrows), "",
-        f"## GridSearchCV(n_jobs=-1) threads: {n_grid:,} rows, grid {grid}, 3 folds", "",
+        "interleaved runs after a warm-up.",
+        "",
+        C.environment_markdown(env),
+        "",
+        "## Squared error: exact statistics",
+        "",
+        C.markdown_table(header, rows),
+        "",
+        f"## Huber ({n_huber:,} rows, degree 2): one round trip per evaluation",
+        "",
+        C.markdown_table(hheader, hrows),
+        "",
+        f"## GridSearchCV(n_jobs=-1) threads: {n_grid:,} rows, grid {grid}, 3 folds",
+        "",
         "`busy threads` is workers x torch intra-op threads per worker; above the core count "
-        "the threads oversubscribe the CPU.", "",
-        C.markdown_table(theader, trows), "",
-        "## Checks", "", C.checks_markdown(checks), "",
+        "the threads oversubscribe the CPU.",
+        "",
+        C.markdown_table(theader, trows),
+        "",
+        "## Checks",
+        "",
+        C.checks_markdown(checks),
+        "",
     ]
     (out / "dask.md").write_text("\n".join(md))
     C.write_csv(out / "dask_fit.csv", header, rows)
     C.write_csv(out / "dask_huber.csv", hheader, hrows)
     C.write_csv(out / "dask_threads.csv", theader, trows)
-    C.dump_json(out / "dask.json", {
-        "env": env, "checks": checks,
-        "times": {k: v["times"] for k, v in timed.items()},
-        "huber_times": {k: v["times"] for k, v in htimed.items()},
-        "gridsearch_times": ttimes,
-    })
+    C.dump_json(
+        out / "dask.json",
+        {
+            "env": env,
+            "checks": checks,
+            "times": {k: v["times"] for k, v in timed.items()},
+            "huber_times": {k: v["times"] for k, v in htimed.items()},
+            "gridsearch_times": ttimes,
+        },
+    )
     plot(out / "dask.png", rows, trows)
     print("\n".join(md))
     C.finish(checks)

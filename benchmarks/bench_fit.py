@@ -27,9 +27,8 @@ to ``benchmarks/results/bench_fit.{md,png}`` and CSV tables beside them.
 
 import warnings
 
-import numpy as np
-
 import _common as C
+import numpy as np
 
 TITLE = "bench_fit: fit time and accuracy against the peers"
 
@@ -99,7 +98,8 @@ def fit_sgd(X, y, degree):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = make_pipeline(
-            PolynomialFeatures(degree, include_bias=False), StandardScaler(),
+            PolynomialFeatures(degree, include_bias=False),
+            StandardScaler(),
             SGDRegressor(random_state=0),
         ).fit(X, y)
     return model.predict, int(model[-1].n_iter_)
@@ -108,17 +108,23 @@ def fit_sgd(X, y, degree):
 def fit_skorch(X, y, degree, optimizer, lr, max_epochs, batch_size):
     """A linear module on the standardized expanded features, trained by skorch."""
     import torch
-    from skorch import NeuralNetRegressor
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import PolynomialFeatures, StandardScaler
+    from skorch import NeuralNetRegressor
 
     features = make_pipeline(PolynomialFeatures(degree, include_bias=False), StandardScaler())
     F = features.fit_transform(X).astype(np.float32)
     torch.manual_seed(0)  # skorch initializes the module from the global generator
     net = NeuralNetRegressor(
-        torch.nn.Linear, module__in_features=F.shape[1], module__out_features=1,
-        optimizer=optimizer, lr=lr, max_epochs=max_epochs, batch_size=batch_size,
-        train_split=None, verbose=0,
+        torch.nn.Linear,
+        module__in_features=F.shape[1],
+        module__out_features=1,
+        optimizer=optimizer,
+        lr=lr,
+        max_epochs=max_epochs,
+        batch_size=batch_size,
+        train_split=None,
+        verbose=0,
     )
     net.fit(F, y.astype(np.float32).reshape(-1, 1))
 
@@ -148,7 +154,11 @@ def fit_torch_loop(X, y, degree, device, steps=1000):
 # The estimator configuration that mirrors the hand loop (target 3): raw parametrization,
 # NAdam at lr=0.01, exactly 1000 steps (tol=0 and n_iter_no_change=max_iter never stop early).
 LOOP_CONFIG = dict(
-    optimizer="nadam", lr=0.01, max_iter=1000, tol=0.0, n_iter_no_change=1000,
+    optimizer="nadam",
+    lr=0.01,
+    max_iter=1000,
+    tol=0.0,
+    n_iter_no_change=1000,
     conditioning=False,
 )
 
@@ -166,22 +176,41 @@ def run_task(methods, X, y, degree, repeat, warmup=True):
         predict, n_iter = res["result"]
         mse = float(np.mean((predict(X) - y) ** 2))
         rel_opt, rel_var = C.relative_excess(mse, optimum, variance)
-        rows.append({
-            "method": name, "time": min(res["times"]), "times": res["times"],
-            "iterations": n_iter, "mse": mse, "rel_opt": rel_opt, "rel_var": rel_var,
-        })
+        rows.append(
+            {
+                "method": name,
+                "time": min(res["times"]),
+                "times": res["times"],
+                "iterations": n_iter,
+                "mse": mse,
+                "rel_opt": rel_opt,
+                "rel_var": rel_var,
+            }
+        )
     return {"optimum": optimum, "variance": variance, "rows": rows}
 
 
 def task_table(task, reference):
     ref_time = next(r["time"] for r in task["rows"] if r["method"] == reference)
     header = [
-        "method", "fit time (s, best)", f"time / {reference}", "iterations / epochs",
-        "MSE", "(MSE - opt) / opt", "(MSE - opt) / Var(y)",
+        "method",
+        "fit time (s, best)",
+        f"time / {reference}",
+        "iterations / epochs",
+        "MSE",
+        "(MSE - opt) / opt",
+        "(MSE - opt) / Var(y)",
     ]
     rows = [
-        (r["method"], r["time"], r["time"] / ref_time, r["iterations"], r["mse"],
-         r["rel_opt"], r["rel_var"])
+        (
+            r["method"],
+            r["time"],
+            r["time"] / ref_time,
+            r["iterations"],
+            r["mse"],
+            r["rel_opt"],
+            r["rel_var"],
+        )
         for r in task["rows"]
     ]
     return header, rows
@@ -217,16 +246,23 @@ def main():
     tutorial = run_task(methods, X, y, 2, max(1, repeat // 2) if not quick else 1)
     header, rows = task_table(tutorial, "PolynomialFeatures + Ridge(cholesky)")
     csvs["bench_fit_tutorial"] = (header, rows)
-    sections.append((
-        f"Tutorial task: 20 samples, y = x^2 + 2x + 3 (no noise), degree 2; "
-        f"{steps} steps for the fixed-step methods",
-        C.markdown_table(header, rows),
-    ))
+    sections.append(
+        (
+            f"Tutorial task: 20 samples, y = x^2 + 2x + 3 (no noise), degree 2; "
+            f"{steps} steps for the fixed-step methods",
+            C.markdown_table(header, rows),
+        )
+    )
     by = {r["method"]: r for r in tutorial["rows"]}
     for name in ("autopoly (defaults)", "PolynomialFeatures + Ridge(cholesky)"):
         ok = by[name]["rel_var"] < 1e-9
-        checks.append((f"tutorial: {name} reaches the exact fit", ok,
-                       f"(MSE - opt) / Var(y) = {by[name]['rel_var']:.2e} (< 1e-9)"))
+        checks.append(
+            (
+                f"tutorial: {name} reaches the exact fit",
+                ok,
+                f"(MSE - opt) / Var(y) = {by[name]['rel_var']:.2e} (< 1e-9)",
+            )
+        )
 
     # 1e5 x 5, degree 3 (target 1).
     n_rows = 5_000 if quick else 100_000
@@ -237,11 +273,12 @@ def main():
         "PolynomialFeatures + StandardScaler + SGDRegressor": lambda: fit_sgd(X, y, 3),
     }
     slow = {
-        "skorch NeuralNetRegressor (Linear, Adam lr=0.01, batch 256, 10 epochs)":
-            lambda: fit_skorch(X, y, 3, torch.optim.Adam, 0.01,
-                               2 if quick else 10, 256),
-        "torch loop (tutorial: NAdam lr=0.01, 1000 full-batch steps)":
-            lambda: fit_torch_loop(X, y, 3, device, steps),
+        "skorch NeuralNetRegressor (Linear, Adam lr=0.01, batch 256, 10 epochs)": lambda: (
+            fit_skorch(X, y, 3, torch.optim.Adam, 0.01, 2 if quick else 10, 256)
+        ),
+        "torch loop (tutorial: NAdam lr=0.01, 1000 full-batch steps)": lambda: fit_torch_loop(
+            X, y, 3, device, steps
+        ),
     }
     if not HAVE_SKORCH:
         slow = {k: v for k, v in slow.items() if not k.startswith("skorch")}
@@ -252,86 +289,131 @@ def main():
     poly["rows"] += poly_slow["rows"]
     header, rows = task_table(poly, "PolynomialFeatures + Ridge(cholesky)")
     csvs["bench_fit_poly"] = (header, rows)
-    sections.append((
-        f"{n_rows:,} rows x 5 features, degree 3 (55 terms), noise variance 1",
-        C.markdown_table(header, rows),
-    ))
+    sections.append(
+        (
+            f"{n_rows:,} rows x 5 features, degree 3 (55 terms), noise variance 1",
+            C.markdown_table(header, rows),
+        )
+    )
     by = {r["method"]: r for r in poly["rows"]}
     auto, ridge = by["autopoly (defaults)"], by["PolynomialFeatures + Ridge(cholesky)"]
     for r in (auto, ridge):
-        checks.append((f"poly: {r['method']} reaches the optimum", r["rel_opt"] <= 1e-6,
-                       f"(MSE - opt) / opt = {r['rel_opt']:.2e} (<= 1e-6)"))
+        checks.append(
+            (
+                f"poly: {r['method']} reaches the optimum",
+                r["rel_opt"] <= 1e-6,
+                f"(MSE - opt) / opt = {r['rel_opt']:.2e} (<= 1e-6)",
+            )
+        )
     ratio1 = auto["time"] / ridge["time"]
-    targets.append((
-        "target 1: 1e5 x 5, degree 3: autopoly defaults / Ridge(cholesky) time, "
-        "at 1e-6 of the optimum",
-        f"{ratio1:.2f}x ({auto['time']:.3f} s vs {ridge['time']:.3f} s), "
-        f"excess {auto['rel_opt']:.1e}",
-        "<= 1.5x, <= 1e-6", ratio1 <= 1.5 and auto["rel_opt"] <= 1e-6,
-    ))
+    targets.append(
+        (
+            "target 1: 1e5 x 5, degree 3: autopoly defaults / Ridge(cholesky) time, "
+            "at 1e-6 of the optimum",
+            f"{ratio1:.2f}x ({auto['time']:.3f} s vs {ridge['time']:.3f} s), "
+            f"excess {auto['rel_opt']:.1e}",
+            "<= 1.5x, <= 1e-6",
+            ratio1 <= 1.5 and auto["rel_opt"] <= 1e-6,
+        )
+    )
 
     # Per-step overhead (target 3): the same 1000 NAdam steps, estimator vs hand loop.
     X, y = tutorial_data()
     over_repeat = args.repeat or (1 if quick else 15)
-    timed = C.interleaved({
-        "torch loop by hand": lambda: fit_torch_loop(X, y, 2, device, steps),
-        "TorchPolyRegressor (tutorial loop config)": lambda: fit_autopoly(
-            X, y, 2, device, **{**LOOP_CONFIG, "max_iter": steps, "n_iter_no_change": steps}
-        ),
-    }, over_repeat)
+    timed = C.interleaved(
+        {
+            "torch loop by hand": lambda: fit_torch_loop(X, y, 2, device, steps),
+            "TorchPolyRegressor (tutorial loop config)": lambda: fit_autopoly(
+                X, y, 2, device, **{**LOOP_CONFIG, "max_iter": steps, "n_iter_no_change": steps}
+            ),
+        },
+        over_repeat,
+    )
     (hand_name, hand), (est_name, est) = timed.items()
     t_hand, t_est = min(hand["times"]), min(est["times"])
     p_hand, p_est = hand["result"][0](X), est["result"][0](X)
     gap = float(np.max(np.abs(p_hand - p_est)) / np.std(y))
     header = ["method", "time (s, best)", "median (s)", "per step (us)", "ratio to hand loop"]
     rows = [
-        (name, min(r["times"]), float(np.median(r["times"])), min(r["times"]) / steps * 1e6,
-         min(r["times"]) / t_hand)
+        (
+            name,
+            min(r["times"]),
+            float(np.median(r["times"])),
+            min(r["times"]) / steps * 1e6,
+            min(r["times"]) / t_hand,
+        )
         for name, r in timed.items()
     ]
     csvs["bench_fit_overhead"] = (header, rows)
-    sections.append((
-        f"Overhead: {steps} fixed NAdam steps on the tutorial task, best of {over_repeat}",
-        "The tutorial loop config is `TorchPolyRegressor(degree=2, optimizer='nadam', "
-        f"lr=0.01, max_iter={steps}, tol=0, n_iter_no_change={steps}, conditioning=False)`: "
-        "raw monomials, no whitening, no early stop.\n\n" + C.markdown_table(header, rows),
-    ))
-    checks.append(("overhead: estimator and hand loop take the same steps", gap < 1e-5,
-                   f"max |prediction gap| / std(y) = {gap:.1e} (< 1e-5)"))
-    targets.append((
-        "target 3: 1000 NAdam steps: estimator / hand loop", f"{t_est / t_hand:.2f}x "
-        f"({t_est * 1e6 / steps:.0f} vs {t_hand * 1e6 / steps:.0f} us per step)",
-        "<= 1.2x", t_est / t_hand <= 1.2,
-    ))
+    sections.append(
+        (
+            f"Overhead: {steps} fixed NAdam steps on the tutorial task, best of {over_repeat}",
+            "The tutorial loop config is `TorchPolyRegressor(degree=2, optimizer='nadam', "
+            f"lr=0.01, max_iter={steps}, tol=0, n_iter_no_change={steps}, conditioning=False)`: "
+            "raw monomials, no whitening, no early stop.\n\n" + C.markdown_table(header, rows),
+        )
+    )
+    checks.append(
+        (
+            "overhead: estimator and hand loop take the same steps",
+            gap < 1e-5,
+            f"max |prediction gap| / std(y) = {gap:.1e} (< 1e-5)",
+        )
+    )
+    targets.append(
+        (
+            "target 3: 1000 NAdam steps: estimator / hand loop",
+            f"{t_est / t_hand:.2f}x "
+            f"({t_est * 1e6 / steps:.0f} vs {t_hand * 1e6 / steps:.0f} us per step)",
+            "<= 1.2x",
+            t_est / t_hand <= 1.2,
+        )
+    )
 
     # Torch tensors in: the same fit from a tensor already on the fit device (no copy to
     # make) against the fit from the NumPy array (copied there chunk by chunk).
     X, y = poly_data(n_rows, 5, 3)
     X_t = torch.from_numpy(X).to(device)
     y_t = torch.from_numpy(y).to(device)
-    timed = C.interleaved({
-        "autopoly on a NumPy array": lambda: fit_autopoly(X, y, 3, device),
-        f"autopoly on a float64 tensor on {device} (device='auto')": lambda: fit_autopoly(
-            X_t, y_t, 3, "auto"
-        ),
-    }, repeat)
+    timed = C.interleaved(
+        {
+            "autopoly on a NumPy array": lambda: fit_autopoly(X, y, 3, device),
+            f"autopoly on a float64 tensor on {device} (device='auto')": lambda: fit_autopoly(
+                X_t, y_t, 3, "auto"
+            ),
+        },
+        repeat,
+    )
     (np_name, on_np), (t_name, on_t) = timed.items()
     t_np, t_t = min(on_np["times"]), min(on_t["times"])
     gap = float(np.max(np.abs(on_np["result"][0](X) - on_t["result"][0](X_t))) / np.std(y))
     header = ["input", "time (s, best)", "median (s)", "ratio to NumPy input"]
-    rows = [(name, min(r["times"]), float(np.median(r["times"])), min(r["times"]) / t_np)
-            for name, r in timed.items()]
+    rows = [
+        (name, min(r["times"]), float(np.median(r["times"])), min(r["times"]) / t_np)
+        for name, r in timed.items()
+    ]
     csvs["bench_fit_tensors"] = (header, rows)
-    sections.append((
-        f"Torch tensors in: {n_rows:,} rows x 5 features, degree 3, best of {repeat}",
-        C.markdown_table(header, rows),
-    ))
-    checks.append(("tensors: the tensor fit predicts what the NumPy fit predicts", gap < 1e-10,
-                   f"max |prediction gap| / std(y) = {gap:.1e} (< 1e-10)"))
-    targets.append((
-        "tensors: fit on a tensor / fit on the same NumPy array", f"{t_t / t_np:.2f}x "
-        f"({t_t:.3f} s vs {t_np:.3f} s)", "<= 1.1x", t_t / t_np <= 1.1,
-    ))
+    sections.append(
+        (
+            f"Torch tensors in: {n_rows:,} rows x 5 features, degree 3, best of {repeat}",
+            C.markdown_table(header, rows),
+        )
+    )
+    checks.append(
+        (
+            "tensors: the tensor fit predicts what the NumPy fit predicts",
+            gap < 1e-10,
+            f"max |prediction gap| / std(y) = {gap:.1e} (< 1e-10)",
+        )
+    )
+    targets.append(
+        (
+            "tensors: fit on a tensor / fit on the same NumPy array",
+            f"{t_t / t_np:.2f}x ({t_t:.3f} s vs {t_np:.3f} s)",
+            "<= 1.1x",
+            t_t / t_np <= 1.1,
+        )
+    )
 
     # GPU against CPU (target 5).
     gpu = None
@@ -341,47 +423,88 @@ def main():
         Xg = rng.uniform(-1, 1, (n_gpu, 10))
         yg = Xg[:, 0] ** 3 - 2 * Xg[:, 1] * Xg[:, 2] + Xg[:, 3] + 0.1 * rng.standard_normal(n_gpu)
         fit_autopoly(Xg[:1000], yg[:1000], 3, device)  # CUDA context and kernels, not timed
-        timed = C.interleaved({
-            f"autopoly on {device}": lambda: fit_autopoly(Xg, yg, 3, device),
-            "autopoly on cpu": lambda: fit_autopoly(Xg, yg, 3, "cpu"),
-        }, 1 if quick else 2)
+        timed = C.interleaved(
+            {
+                f"autopoly on {device}": lambda: fit_autopoly(Xg, yg, 3, device),
+                "autopoly on cpu": lambda: fit_autopoly(Xg, yg, 3, "cpu"),
+            },
+            1 if quick else 2,
+        )
         t_gpu = min(timed[f"autopoly on {device}"]["times"])
         t_cpu = min(timed["autopoly on cpu"]["times"])
         gpu = (t_gpu, t_cpu)
         header = ["method", "time (s, best)"]
         rows = [(k, min(v["times"])) for k, v in timed.items()]
         csvs["bench_fit_gpu"] = (header, rows)
-        sections.append((f"GPU: {n_gpu:,} rows x 10 features, degree 3",
-                         C.markdown_table(header, rows)))
-        targets.append((f"target 5: {n_gpu:,} rows on {device} vs this machine's CPU",
-                        f"{t_cpu / t_gpu:.1f}x faster", ">= 5x", t_cpu / t_gpu >= 5))
+        sections.append(
+            (f"GPU: {n_gpu:,} rows x 10 features, degree 3", C.markdown_table(header, rows))
+        )
+        targets.append(
+            (
+                f"target 5: {n_gpu:,} rows on {device} vs this machine's CPU",
+                f"{t_cpu / t_gpu:.1f}x faster",
+                ">= 5x",
+                t_cpu / t_gpu >= 5,
+            )
+        )
     else:
-        targets.append(("target 5: 1e6 rows on a CUDA GPU vs the CPU",
-                        "not run (needs a CUDA GPU)", ">= 5x", None))
+        targets.append(
+            (
+                "target 5: 1e6 rows on a CUDA GPU vs the CPU",
+                "not run (needs a CUDA GPU)",
+                ">= 5x",
+                None,
+            )
+        )
 
     # Output.
     env["load average at end"] = C.loadavg()
-    md = [f"# {TITLE}", "", "Generated by `benchmarks/bench_fit.py`"
-          + (" --quick" if quick else "") + f" (device: {device}).", "",
-          C.environment_markdown(env), "", "## Targets", "",
-          C.markdown_table(*C.targets_table(targets)),
-          ""]
+    md = [
+        f"# {TITLE}",
+        "",
+        "Generated by `benchmarks/bench_fit.py`"
+        + (" --quick" if quick else "")
+        + f" (device: {device}).",
+        "",
+        C.environment_markdown(env),
+        "",
+        "## Targets",
+        "",
+        C.markdown_table(*C.targets_table(targets)),
+        "",
+    ]
     for title, table in sections:
         md += [f"## {title}", "", table, ""]
     md += ["## Checks", "", C.checks_markdown(checks), ""]
     md += [line for note in notes for line in (note, "")]
-    md += ["Times are the best of interleaved repetitions; `(MSE - opt) / opt` is n/a when "
-           "the optimum is zero (noiseless data).", ""]
+    md += [
+        "Times are the best of interleaved repetitions; `(MSE - opt) / opt` is n/a when "
+        "the optimum is zero (noiseless data).",
+        "",
+    ]
     (out / "bench_fit.md").write_text("\n".join(md))
     C.write_csv(out / "bench_fit_targets.csv", *C.targets_table(targets))
     for name, (header, rows) in csvs.items():
         C.write_csv(out / f"{name}.csv", header, rows)
-    plot(out / "bench_fit.png", tutorial, poly, timed_overhead=(t_hand, t_est), steps=steps,
-         n_rows=n_rows)
-    C.dump_json(out / "bench_fit.json", {
-        "env": env, "targets": targets, "checks": checks, "gpu": gpu,
-        "tutorial": tutorial["rows"], "poly": poly["rows"],
-    })
+    plot(
+        out / "bench_fit.png",
+        tutorial,
+        poly,
+        timed_overhead=(t_hand, t_est),
+        steps=steps,
+        n_rows=n_rows,
+    )
+    C.dump_json(
+        out / "bench_fit.json",
+        {
+            "env": env,
+            "targets": targets,
+            "checks": checks,
+            "gpu": gpu,
+            "tutorial": tutorial["rows"],
+            "poly": poly["rows"],
+        },
+    )
     print("\n".join(md))
     C.finish(checks)
 
@@ -410,8 +533,11 @@ def plot(path, tutorial, poly, timed_overhead, steps, n_rows):
             ax.text(times[i], i, "  " + label, va="center", fontsize=8)
         ax.set_xlim(min(times) / 2, max(times) * 60)
     t_hand, t_est = timed_overhead
-    axes[2].bar(["hand loop", "estimator"], [t_hand * 1e6 / steps, t_est * 1e6 / steps],
-                color=["tab:gray", "tab:blue"])
+    axes[2].bar(
+        ["hand loop", "estimator"],
+        [t_hand * 1e6 / steps, t_est * 1e6 / steps],
+        color=["tab:gray", "tab:blue"],
+    )
     axes[2].axhline(1.2 * t_hand * 1e6 / steps, color="k", ls="--", lw=1, label="1.2x target")
     axes[2].set_ylabel("microseconds per NAdam step")
     axes[2].set_title(f"overhead ({steps} steps)")
@@ -422,9 +548,11 @@ def plot(path, tutorial, poly, timed_overhead, steps, n_rows):
 
 
 def _short(name):
-    return (name.replace("PolynomialFeatures", "PF").replace("StandardScaler", "Scaler")
-            .replace("NeuralNetRegressor", "NNR").split(" (")[0]
-            + (" (" + name.split(" (")[1].split(",")[0].rstrip(")") + ")" if " (" in name else ""))
+    return name.replace("PolynomialFeatures", "PF").replace("StandardScaler", "Scaler").replace(
+        "NeuralNetRegressor", "NNR"
+    ).split(" (")[0] + (
+        " (" + name.split(" (")[1].split(",")[0].rstrip(")") + ")" if " (" in name else ""
+    )
 
 
 if __name__ == "__main__":

@@ -27,9 +27,8 @@ import time
 import warnings
 from math import comb
 
-import numpy as np
-
 import _common as C
+import numpy as np
 
 TITLE = "bench_memory: peak memory and scaling of large fits"
 N_FEATURES = 10
@@ -45,7 +44,12 @@ def make_data(n_rows, n_features, seed=0):
         return X[:, j % n_features]
 
     y = (
-        1.0 + x(0) - 2.0 * x(1) * x(2) + 0.5 * x(3) ** 3 + x(4) * x(5) * x(6) - 0.3 * x(7) ** 2
+        1.0
+        + x(0)
+        - 2.0 * x(1) * x(2)
+        + 0.5 * x(3) ** 3
+        + x(4) * x(5) * x(6)
+        - 0.3 * x(7) ** 2
         + 0.1 * rng.standard_normal(n_rows)
     )
     return X, y
@@ -134,9 +138,9 @@ def fit_normal_equations(X, y, device):
     k = pf.n_output_features_
     G, b = np.zeros((k, k)), np.zeros(k)
     for start in range(0, X.shape[0], CHUNK_ROWS):
-        A = pf.transform(X[start:start + CHUNK_ROWS])
+        A = pf.transform(X[start : start + CHUNK_ROWS])
         G += A.T @ A
-        b += A.T @ y[start:start + CHUNK_ROWS]
+        b += A.T @ y[start : start + CHUNK_ROWS]
     coef = scipy.linalg.solve(G, b, assume_a="pos")
     return lambda Xn: pf.transform(Xn) @ coef
 
@@ -180,20 +184,43 @@ def child(method, n_rows, n_features, repeat, device):
         gpu_peak = torch.cuda.max_memory_allocated()
     sse = 0.0
     for start in range(0, n_rows, CHUNK_ROWS):
-        r = predict(X[start:start + CHUNK_ROWS]) - y[start:start + CHUNK_ROWS]
+        r = predict(X[start : start + CHUNK_ROWS]) - y[start : start + CHUNK_ROWS]
         sse += float(r @ r)
-    print(json.dumps({
-        "method": method, "n_rows": n_rows, "times": times, "rss_before_fit": rss_before,
-        # Without a reset the high-water mark also covers the data generation: an upper bound.
-        "peak_rss": max(fit_peak, peak_before), "fit_peak_rss": fit_peak,
-        "fit_peak_exact": resettable, "gpu_peak": gpu_peak, "mse": sse / n_rows,
-        "timeline": timeline,
-    }))
+    print(
+        json.dumps(
+            {
+                "method": method,
+                "n_rows": n_rows,
+                "times": times,
+                "rss_before_fit": rss_before,
+                # Without a reset the high-water mark also covers the data generation: an
+                # upper bound.
+                "peak_rss": max(fit_peak, peak_before),
+                "fit_peak_rss": fit_peak,
+                "fit_peak_exact": resettable,
+                "gpu_peak": gpu_peak,
+                "mse": sse / n_rows,
+                "timeline": timeline,
+            }
+        )
+    )
 
 
 def run_child(method, n_rows, n_features, repeat, device, threads):
-    cmd = [sys.executable, __file__, "--child", method, "--rows", str(n_rows),
-           "--features", str(n_features), "--repeat", str(repeat), "--device", device]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        method,
+        "--rows",
+        str(n_rows),
+        "--features",
+        str(n_features),
+        "--repeat",
+        str(repeat),
+        "--device",
+        device,
+    ]
     if threads is not None:
         cmd += ["--threads", str(threads)]
     start = time.perf_counter()
@@ -218,11 +245,19 @@ def main():
     p = C.parser(__doc__.split("\n")[0])
     p.add_argument("--child", help=argparse_hidden())
     p.add_argument("--rows", type=int, help=argparse_hidden())
-    p.add_argument("--features", type=int, default=None,
-                   help=f"input features (default {N_FEATURES}; 5 with --quick)")
-    p.add_argument("--ridge-memory-factor", type=float, default=2.6,
-                   help="run Ridge only while available memory exceeds this many expanded "
-                        "matrices (default 2.6: the expanded matrix, its centred copy, slack)")
+    p.add_argument(
+        "--features",
+        type=int,
+        default=None,
+        help=f"input features (default {N_FEATURES}; 5 with --quick)",
+    )
+    p.add_argument(
+        "--ridge-memory-factor",
+        type=float,
+        default=2.6,
+        help="run Ridge only while available memory exceeds this many expanded "
+        "matrices (default 2.6: the expanded matrix, its centred copy, slack)",
+    )
     args = p.parse_args()
     C.apply_threads(args.threads)
     if args.child:
@@ -254,83 +289,143 @@ def main():
                 continue
             reps = 1 if method.startswith("PolynomialFeatures") else repeat
             print(f"{method}: {n:,} rows ...", flush=True)
-            r = run_child(method, n, n_features, reps,
-                          device if method.startswith("autopoly") else "cpu", args.threads)
+            r = run_child(
+                method,
+                n,
+                n_features,
+                reps,
+                device if method.startswith("autopoly") else "cpu",
+                args.threads,
+            )
             r["expanded"] = n * terms * 8
             results.append(r)
-            print(f"  {min(r['times']):.2f} s, peak {r['fit_peak_rss'] / 2**20:.0f} MiB",
-                  flush=True)
+            print(
+                f"  {min(r['times']):.2f} s, peak {r['fit_peak_rss'] / 2**20:.0f} MiB", flush=True
+            )
 
     ref = {r["n_rows"]: r["mse"] for r in results if "reference" in r["method"]}
     header = [
-        "method", "rows", "fit time (s, best)", "rows / s", "peak RSS in fit (MiB)",
-        "RSS before fit (MiB)", "fit increment (MiB)", "expanded matrix (MiB)",
-        "peak / expanded", "(MSE - ref) / ref",
+        "method",
+        "rows",
+        "fit time (s, best)",
+        "rows / s",
+        "peak RSS in fit (MiB)",
+        "RSS before fit (MiB)",
+        "fit increment (MiB)",
+        "expanded matrix (MiB)",
+        "peak / expanded",
+        "(MSE - ref) / ref",
     ]
     rows = []
     for r in results:
         t = min(r["times"])
         inc = r["fit_peak_rss"] - r["rss_before_fit"]
-        rows.append((
-            r["method"], r["n_rows"], t, r["n_rows"] / t, r["fit_peak_rss"] / 2**20,
-            r["rss_before_fit"] / 2**20, inc / 2**20, r["expanded"] / 2**20,
-            r["fit_peak_rss"] / r["expanded"], (r["mse"] - ref[r["n_rows"]]) / ref[r["n_rows"]],
-        ))
+        rows.append(
+            (
+                r["method"],
+                r["n_rows"],
+                t,
+                r["n_rows"] / t,
+                r["fit_peak_rss"] / 2**20,
+                r["rss_before_fit"] / 2**20,
+                inc / 2**20,
+                r["expanded"] / 2**20,
+                r["fit_peak_rss"] / r["expanded"],
+                (r["mse"] - ref[r["n_rows"]]) / ref[r["n_rows"]],
+            )
+        )
     checks, targets = [], []
     for r in results:
         rel = (r["mse"] - ref[r["n_rows"]]) / ref[r["n_rows"]]
-        checks.append((f"{r['method']} at {r['n_rows']:,} rows matches the reference optimum",
-                       abs(rel) <= 1e-6, f"(MSE - ref) / ref = {rel:.1e} (|.| <= 1e-6)"))
+        checks.append(
+            (
+                f"{r['method']} at {r['n_rows']:,} rows matches the reference optimum",
+                abs(rel) <= 1e-6,
+                f"(MSE - ref) / ref = {rel:.1e} (|.| <= 1e-6)",
+            )
+        )
     auto = {r["n_rows"]: r for r in results if r["method"].startswith("autopoly")}
     big, half = sizes[-1], sizes[-2]
     a = auto[big]
     frac_total = a["fit_peak_rss"] / a["expanded"]
     frac_inc = (a["fit_peak_rss"] - a["rss_before_fit"]) / a["expanded"]
-    targets.append((
-        f"target 4a: peak RSS of the {big:,}-row fit / expanded float64 matrix "
-        f"({a['expanded'] / 1e9:.2f} GB)",
-        f"{frac_total:.1%} of the process ({a['fit_peak_rss'] / 2**20:.0f} MiB, data and imports "
-        f"included); {frac_inc:.1%} for the fit alone",
-        "< 25%", frac_total < 0.25,
-    ))
+    targets.append(
+        (
+            f"target 4a: peak RSS of the {big:,}-row fit / expanded float64 matrix "
+            f"({a['expanded'] / 1e9:.2f} GB)",
+            f"{frac_total:.1%} of the process ({a['fit_peak_rss'] / 2**20:.0f} MiB, data and "
+            "imports "
+            f"included); {frac_inc:.1%} for the fit alone",
+            "< 25%",
+            frac_total < 0.25,
+        )
+    )
     t_ratio = min(auto[big]["times"]) / min(auto[half]["times"])
-    targets.append((
-        f"target 4b: linear in rows: time({big:,}) / time({half:,})",
-        f"{t_ratio:.2f} ({min(auto[big]['times']):.1f} s vs {min(auto[half]['times']):.1f} s)",
-        "about 2 (1.8 to 2.2)", 1.8 <= t_ratio <= 2.2,
-    ))
+    targets.append(
+        (
+            f"target 4b: linear in rows: time({big:,}) / time({half:,})",
+            f"{t_ratio:.2f} ({min(auto[big]['times']):.1f} s vs {min(auto[half]['times']):.1f} s)",
+            "about 2 (1.8 to 2.2)",
+            1.8 <= t_ratio <= 2.2,
+        )
+    )
     by_method = {}
     for r in results:
         by_method.setdefault(r["method"], {})[r["n_rows"]] = r
     summary = []
     for method, per in by_method.items():
         if big in per and half in per:
-            summary.append((method, min(per[big]["times"]) / min(per[half]["times"]),
-                            (per[big]["fit_peak_rss"] - per[big]["rss_before_fit"])
-                            / max(1, per[half]["fit_peak_rss"] - per[half]["rss_before_fit"])))
+            summary.append(
+                (
+                    method,
+                    min(per[big]["times"]) / min(per[half]["times"]),
+                    (per[big]["fit_peak_rss"] - per[big]["rss_before_fit"])
+                    / max(1, per[half]["fit_peak_rss"] - per[half]["rss_before_fit"]),
+                )
+            )
     ridge_ratio = None
     ridge_n = [n for n in by_method.get("PolynomialFeatures + Ridge(cholesky)", {})]
     if ridge_n:
         n = max(ridge_n)
-        ridge_ratio = (n, min(auto[n]["times"])
-                       / min(by_method["PolynomialFeatures + Ridge(cholesky)"][n]["times"]))
+        ridge_ratio = (
+            n,
+            min(auto[n]["times"])
+            / min(by_method["PolynomialFeatures + Ridge(cholesky)"][n]["times"]),
+        )
 
     env["load average at end"] = C.loadavg()
-    md = [f"# {TITLE}", "", "Generated by `benchmarks/bench_memory.py`"
-          + (" --quick" if quick else "") + f" (device: {device}). Each fit ran in a fresh "
-          "process after a small untimed warm-up fit; *peak RSS in fit* is that process's "
-          "`VmHWM`, reset just before the fit (imports and the input data stay resident and "
-          "are included); the *fit increment* is that peak minus the resident memory just "
-          "before the fit.",
-          "", C.environment_markdown(env), "", "## Targets", "",
-          C.markdown_table(*C.targets_table(targets)), "",
-          f"## {n_features} features, degree {DEGREE} ({terms} columns with the constant)", "",
-          C.markdown_table(header, rows), "",
-          f"## Scaling from {half:,} to {big:,} rows", "",
-          C.markdown_table(["method", "time ratio", "fit-increment ratio"], summary), ""]
+    md = [
+        f"# {TITLE}",
+        "",
+        "Generated by `benchmarks/bench_memory.py`"
+        + (" --quick" if quick else "")
+        + f" (device: {device}). Each fit ran in a fresh "
+        "process after a small untimed warm-up fit; *peak RSS in fit* is that process's "
+        "`VmHWM`, reset just before the fit (imports and the input data stay resident and "
+        "are included); the *fit increment* is that peak minus the resident memory just "
+        "before the fit.",
+        "",
+        C.environment_markdown(env),
+        "",
+        "## Targets",
+        "",
+        C.markdown_table(*C.targets_table(targets)),
+        "",
+        f"## {n_features} features, degree {DEGREE} ({terms} columns with the constant)",
+        "",
+        C.markdown_table(header, rows),
+        "",
+        f"## Scaling from {half:,} to {big:,} rows",
+        "",
+        C.markdown_table(["method", "time ratio", "fit-increment ratio"], summary),
+        "",
+    ]
     if ridge_ratio:
-        md += [f"autopoly / Ridge(cholesky) fit time at {ridge_ratio[0]:,} rows: "
-               f"{ridge_ratio[1]:.2f}x.", ""]
+        md += [
+            f"autopoly / Ridge(cholesky) fit time at {ridge_ratio[0]:,} rows: "
+            f"{ridge_ratio[1]:.2f}x.",
+            "",
+        ]
     if skipped:
         md += ["Skipped:", ""] + [f"- {s}" for s in skipped] + [""]
     md += ["## Checks", "", C.checks_markdown(checks), ""]
@@ -359,18 +454,27 @@ def plot(path, results, big, terms):
     by_method = {}
     for r in results:
         by_method.setdefault(r["method"], []).append(r)
-    styles = {"autopoly": ("tab:blue", "o"), "Polynomial": ("tab:gray", "s"),
-              "NumPy": ("tab:green", "^")}
+    styles = {
+        "autopoly": ("tab:blue", "o"),
+        "Polynomial": ("tab:gray", "s"),
+        "NumPy": ("tab:green", "^"),
+    }
     for method, rs in by_method.items():
         color, marker = next(v for k, v in styles.items() if method.startswith(k))
         n = [r["n_rows"] for r in rs]
-        axes[0].plot(n, [r["fit_peak_rss"] / 2**30 for r in rs], marker=marker, color=color,
-                     label=method)
+        axes[0].plot(
+            n, [r["fit_peak_rss"] / 2**30 for r in rs], marker=marker, color=color, label=method
+        )
         axes[1].plot(n, [min(r["times"]) for r in rs], marker=marker, color=color, label=method)
     n_all = sorted({r["n_rows"] for r in results})
     axes[0].plot(n_all, [n * terms * 8 / 2**30 for n in n_all], "k:", label="expanded matrix")
-    axes[0].plot(n_all, [0.25 * n * terms * 8 / 2**30 for n in n_all], "r--", lw=1,
-                 label="25% of it (target)")
+    axes[0].plot(
+        n_all,
+        [0.25 * n * terms * 8 / 2**30 for n in n_all],
+        "r--",
+        lw=1,
+        label="25% of it (target)",
+    )
     for ax, label in ((axes[0], "peak RSS (GiB)"), (axes[1], "fit time (s)")):
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -380,8 +484,7 @@ def plot(path, results, big, terms):
     auto = [r for r in results if r["method"].startswith("autopoly")]
     if auto:
         t0 = min(auto[0]["times"])
-        axes[1].plot(n_all, [t0 * n / auto[0]["n_rows"] for n in n_all], "b:", lw=1,
-                     label="linear")
+        axes[1].plot(n_all, [t0 * n / auto[0]["n_rows"] for n in n_all], "b:", lw=1, label="linear")
         axes[1].legend(fontsize=7)
     axes[0].set_title("peak resident memory (fresh process)")
     axes[1].set_title("fit time")

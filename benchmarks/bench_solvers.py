@@ -26,9 +26,8 @@ Run ``python benchmarks/bench_solvers.py`` (``--quick`` for a seconds-long smoke
 import warnings
 from fractions import Fraction
 
-import numpy as np
-
 import _common as C
+import numpy as np
 
 TITLE = "bench_solvers: exact optima against the reference solvers"
 
@@ -74,28 +73,39 @@ def row(problem, ours, ref_name, reference, objective, coef, zeros_agree, t_ours
     best = min(ours["objective"], reference["objective"])
     size = max(np.abs(reference["coef"]).max(), 1e-300)
     return {
-        "problem": problem, "reference": ref_name,
+        "problem": problem,
+        "reference": ref_name,
         "objective excess (autopoly)": (ours["objective"] - best) / abs(best),
         "objective excess (reference)": (reference["objective"] - best) / abs(best),
         "max coef gap / max coef": float(np.abs(coef - reference["coef"]).max() / size),
         "same exact zeros": zeros_agree,
-        "autopoly (ms)": t_ours * 1e3, "reference (ms)": t_ref * 1e3,
+        "autopoly (ms)": t_ours * 1e3,
+        "reference (ms)": t_ref * 1e3,
         "time ratio": t_ours / t_ref,
     }
 
 
-def compare(problem, fit_ours, fit_ref, ref_name, objective, repeat, zeros=False,
-            fit_tight=None):
+def compare(problem, fit_ours, fit_ref, ref_name, objective, repeat, zeros=False, fit_tight=None):
     """Time both (interleaved), then judge accuracy against the tight reference when given."""
     timed = C.interleaved({"ours": fit_ours, "ref": fit_ref}, repeat)
     ours, ref = timed["ours"]["result"], timed["ref"]["result"]
     accurate = fit_tight() if fit_tight is not None else ref
     o = {"objective": objective(ours), "coef": ours.coef_}
     r = {"objective": objective(accurate), "coef": accurate.coef_}
-    agree = (bool(np.array_equal(ours.coef_ == 0, np.abs(accurate.coef_) < 1e-10))
-             if zeros else "n/a")
-    return row(problem, o, ref_name, r, objective, ours.coef_, agree,
-               min(timed["ours"]["times"]), min(timed["ref"]["times"]))
+    agree = (
+        bool(np.array_equal(ours.coef_ == 0, np.abs(accurate.coef_) < 1e-10)) if zeros else "n/a"
+    )
+    return row(
+        problem,
+        o,
+        ref_name,
+        r,
+        objective,
+        ours.coef_,
+        agree,
+        min(timed["ours"]["times"]),
+        min(timed["ref"]["times"]),
+    )
 
 
 # ------------------------------------------------------------------------------ problems
@@ -112,24 +122,32 @@ def lasso_rows(repeat, sizes):
         F = features(X, degree)
         for alpha, l1 in [(30.0, 1.0), (3.0, 0.5)]:
             if l1 == 1:
+
                 def reference(tol, a=alpha):
                     return Lasso(alpha=a / (2 * n), tol=tol, max_iter=10**6)
             else:
+
                 def reference(tol, a=alpha, r=l1):
-                    return ElasticNet(alpha=a * (1 - r / 2) / n, l1_ratio=r / (2 - r), tol=tol,
-                                      max_iter=10**6)
+                    return ElasticNet(
+                        alpha=a * (1 - r / 2) / n, l1_ratio=r / (2 - r), tol=tol, max_iter=10**6
+                    )
 
             def objective(m, a=alpha, r=l1):
                 return enet_objective(F, y, m.intercept_, m.coef_, a, r)
 
             name = "Lasso" if l1 == 1 else "ElasticNet"
-            rows.append(compare(
-                f"{name} alpha={alpha:g}, {n} x {d}, degree {degree}",
-                lambda a=alpha, r=l1: TorchPolyRegressor(degree, alpha=a, l1_ratio=r).fit(X, y),
-                lambda ref=reference: ref(1e-4).fit(F, y), f"{name} (default tol)",
-                objective, repeat, zeros=True,
-                fit_tight=lambda ref=reference: ref(1e-12).fit(F, y),
-            ))
+            rows.append(
+                compare(
+                    f"{name} alpha={alpha:g}, {n} x {d}, degree {degree}",
+                    lambda a=alpha, r=l1: TorchPolyRegressor(degree, alpha=a, l1_ratio=r).fit(X, y),
+                    lambda ref=reference: ref(1e-4).fit(F, y),
+                    f"{name} (default tol)",
+                    objective,
+                    repeat,
+                    zeros=True,
+                    fit_tight=lambda ref=reference: ref(1e-12).fit(F, y),
+                )
+            )
     return rows
 
 
@@ -142,27 +160,41 @@ def quantile_rows(repeat, sizes):
     for n, d, degree in sizes:
         X, y = data(n, d, 1, heavy=True)
         F = features(X, degree)
-        cases = [("quantile", 0.05, 0.0), ("quantile", 0.5, 0.0), ("quantile", 0.95, 0.0),
-                 ("absolute_error", 0.5, 0.0), ("quantile", 0.5, 10.0),
-                 ("absolute_error", 0.5, 10.0)]
+        cases = [
+            ("quantile", 0.05, 0.0),
+            ("quantile", 0.5, 0.0),
+            ("quantile", 0.95, 0.0),
+            ("absolute_error", 0.5, 0.0),
+            ("quantile", 0.5, 10.0),
+            ("absolute_error", 0.5, 10.0),
+        ]
         for loss, q, alpha in cases:
             a = alpha / n if loss == "quantile" else alpha / (2 * n)
             params = {"quantile": q} if loss == "quantile" else {}
 
             def ours(loss=loss, alpha=alpha, params=params):
-                return TorchPolyRegressor(degree, loss=loss, alpha=alpha,
-                                          l1_ratio=1.0 if alpha else 0.0, **params).fit(X, y)
+                return TorchPolyRegressor(
+                    degree, loss=loss, alpha=alpha, l1_ratio=1.0 if alpha else 0.0, **params
+                ).fit(X, y)
 
             def objective(m, q=q, a=a):
                 return pinball_objective(F, y, m.intercept_, m.coef_, q, a)
 
             label = f"{loss}" + (f" q={q}" if loss == "quantile" else "")
             label += f", L1 alpha={alpha:g}" if alpha else ""
-            rows.append(compare(
-                f"{label}, {n} x {d}, degree {degree}", ours,
-                lambda q=q, a=a: QuantileRegressor(quantile=q, alpha=a, solver="highs").fit(F, y),
-                "QuantileRegressor(highs)", objective, repeat, zeros=alpha > 0,
-            ))
+            rows.append(
+                compare(
+                    f"{label}, {n} x {d}, degree {degree}",
+                    ours,
+                    lambda q=q, a=a: QuantileRegressor(quantile=q, alpha=a, solver="highs").fit(
+                        F, y
+                    ),
+                    "QuantileRegressor(highs)",
+                    objective,
+                    repeat,
+                    zeros=alpha > 0,
+                )
+            )
     return rows
 
 
@@ -211,18 +243,29 @@ def huber_rows(repeat, sizes):
         X, y = data(n, d, 2, heavy=True)
         F = features(X, degree)
         for alpha in (1e-4, 10.0):
+
             def objective(m, alpha=alpha):
                 return huber_objective(F, y, m.intercept_, m.coef_, m.scale_, 1.35, alpha)
 
-            rows.append(compare(
-                f"Huber (joint scale) alpha={alpha:g}, {n} x {d}, degree {degree}",
-                lambda alpha=alpha: TorchPolyRegressor(
-                    degree, loss="huber", huber_scale="joint", alpha=alpha).fit(X, y),
-                lambda alpha=alpha: HuberRegressor(alpha=alpha, max_iter=10**4).fit(F, y),
-                "HuberRegressor (default tol)", objective, repeat,
-                fit_tight=lambda alpha=alpha: Polished(F, y, 1.35, alpha, HuberRegressor(
-                    alpha=alpha, tol=1e-14, max_iter=10**5).fit(F, y)),
-            ))
+            rows.append(
+                compare(
+                    f"Huber (joint scale) alpha={alpha:g}, {n} x {d}, degree {degree}",
+                    lambda alpha=alpha: TorchPolyRegressor(
+                        degree, loss="huber", huber_scale="joint", alpha=alpha
+                    ).fit(X, y),
+                    lambda alpha=alpha: HuberRegressor(alpha=alpha, max_iter=10**4).fit(F, y),
+                    "HuberRegressor (default tol)",
+                    objective,
+                    repeat,
+                    fit_tight=lambda alpha=alpha: Polished(
+                        F,
+                        y,
+                        1.35,
+                        alpha,
+                        HuberRegressor(alpha=alpha, tol=1e-14, max_iter=10**5).fit(F, y),
+                    ),
+                )
+            )
     return rows
 
 
@@ -247,18 +290,21 @@ def rank_rows(repeat):
     m, ref = timed["ours"]["result"], timed["ref"]["result"]
     size = np.abs(ref.coef_).max()
     gap_new = np.abs(m.predict(X_new) - ref.predict(features(X_new, 3))).max()
-    return [{
-        "problem": "rank-deficient (duplicated feature, 3 distinct values), degree 3",
-        "reference": "LinearRegression",
-        "objective excess (autopoly)": float(np.mean((m.predict(X) - y) ** 2)
-                                             / np.mean((ref.predict(F) - y) ** 2) - 1),
-        "objective excess (reference)": 0.0,
-        "max coef gap / max coef": float(np.abs(m.coef_ - ref.coef_).max() / size),
-        "same exact zeros": f"new points: {gap_new:.1e}",
-        "autopoly (ms)": min(timed["ours"]["times"]) * 1e3,
-        "reference (ms)": min(timed["ref"]["times"]) * 1e3,
-        "time ratio": min(timed["ours"]["times"]) / min(timed["ref"]["times"]),
-    }], gap_new / max(np.abs(ref.predict(features(X_new, 3))).max(), 1.0)
+    return [
+        {
+            "problem": "rank-deficient (duplicated feature, 3 distinct values), degree 3",
+            "reference": "LinearRegression",
+            "objective excess (autopoly)": float(
+                np.mean((m.predict(X) - y) ** 2) / np.mean((ref.predict(F) - y) ** 2) - 1
+            ),
+            "objective excess (reference)": 0.0,
+            "max coef gap / max coef": float(np.abs(m.coef_ - ref.coef_).max() / size),
+            "same exact zeros": f"new points: {gap_new:.1e}",
+            "autopoly (ms)": min(timed["ours"]["times"]) * 1e3,
+            "reference (ms)": min(timed["ref"]["times"]) * 1e3,
+            "time ratio": min(timed["ours"]["times"]) / min(timed["ref"]["times"]),
+        }
+    ], gap_new / max(np.abs(ref.predict(features(X_new, 3))).max(), 1.0)
 
 
 def float32_rows(repeat, quick):
@@ -269,24 +315,31 @@ def float32_rows(repeat, quick):
     X = rng.standard_normal((n, d))
     F = features(X, 3)
     y = F @ rng.standard_normal(F.shape[1]) / 30 + 0.1 * rng.standard_normal(n)
-    timed = C.interleaved({
-        "f32": lambda: TorchPolyRegressor(3, dtype="float32").fit(X, y),
-        "f64": lambda: TorchPolyRegressor(3).fit(X, y),
-    }, repeat)
+    timed = C.interleaved(
+        {
+            "f32": lambda: TorchPolyRegressor(3, dtype="float32").fit(X, y),
+            "f64": lambda: TorchPolyRegressor(3).fit(X, y),
+        },
+        repeat,
+    )
     f32, f64 = timed["f32"]["result"], timed["f64"]["result"]
     X_new = rng.standard_normal((500, d))
     gap = max(np.abs(f32.predict(r) - f64.predict(r)).max() for r in (X, X_new)) / y.std()
-    return [{
-        "problem": f"float32, {n} x {d}, degree 3 ({F.shape[1]} terms)",
-        "reference": "the float64 fit",
-        "objective excess (autopoly)": "n/a", "objective excess (reference)": "n/a",
-        "max coef gap / max coef": float(np.abs(f32.coef_ - f64.coef_).max()
-                                         / np.abs(f64.coef_).max()),
-        "same exact zeros": f"prediction gap / std(y): {gap:.1e}",
-        "autopoly (ms)": min(timed["f32"]["times"]) * 1e3,
-        "reference (ms)": min(timed["f64"]["times"]) * 1e3,
-        "time ratio": min(timed["f32"]["times"]) / min(timed["f64"]["times"]),
-    }], gap
+    return [
+        {
+            "problem": f"float32, {n} x {d}, degree 3 ({F.shape[1]} terms)",
+            "reference": "the float64 fit",
+            "objective excess (autopoly)": "n/a",
+            "objective excess (reference)": "n/a",
+            "max coef gap / max coef": float(
+                np.abs(f32.coef_ - f64.coef_).max() / np.abs(f64.coef_).max()
+            ),
+            "same exact zeros": f"prediction gap / std(y): {gap:.1e}",
+            "autopoly (ms)": min(timed["f32"]["times"]) * 1e3,
+            "reference (ms)": min(timed["f64"]["times"]) * 1e3,
+            "time ratio": min(timed["f32"]["times"]) / min(timed["f64"]["times"]),
+        }
+    ], gap
 
 
 def exact_polyfit(x, y, degree):
@@ -314,32 +367,44 @@ def digits(coef, exact):
 def polyfit_rows(repeat, quick):
     from autopoly import TorchPolyRegressor
 
-    cases = [(np.arange(21.0), 5), (np.linspace(1.5e5, 3e6, 40), 2),
-             (np.linspace(-9.0, -3.0, 40), 10), (np.linspace(1e3, 1e3 + 10, 30), 3)]
+    cases = [
+        (np.arange(21.0), 5),
+        (np.linspace(1.5e5, 3e6, 40), 2),
+        (np.linspace(-9.0, -3.0, 40), 10),
+        (np.linspace(1e3, 1e3 + 10, 30), 3),
+    ]
     rows, worst = [], np.inf
     for x, degree in cases[:2] if quick else cases:
         rng = np.random.default_rng(degree)
         y = np.polynomial.polynomial.polyval(x, rng.standard_normal(degree + 1))
         y = y + 0.01 * y.std() * rng.standard_normal(len(x))
         exact = exact_polyfit(x, y, degree)
-        timed = C.interleaved({
-            "ours": lambda x=x, y=y, d=degree: TorchPolyRegressor(d).fit(x[:, None], y),
-            "ref": lambda x=x, y=y, d=degree: np.polynomial.polynomial.polyfit(x, y, d),
-        }, repeat)
+        timed = C.interleaved(
+            {
+                "ours": lambda x=x, y=y, d=degree: TorchPolyRegressor(d).fit(x[:, None], y),
+                "ref": lambda x=x, y=y, d=degree: np.polynomial.polynomial.polyfit(x, y, d),
+            },
+            repeat,
+        )
         m = timed["ours"]["result"]
         ours = digits(np.r_[m.intercept_, m.coef_], exact)
         theirs = digits(timed["ref"]["result"], exact)
         worst = min(worst, float((ours - theirs).min()))
-        rows.append({
-            "problem": f"raw 1-D least squares, x in [{x[0]:g}, {x[-1]:g}], degree {degree}",
-            "reference": "numpy polyfit (exact rational reference)",
-            "objective excess (autopoly)": "n/a", "objective excess (reference)": "n/a",
-            "max coef gap / max coef": f"fewest digits: {ours.min():.1f} vs {theirs.min():.1f}",
-            "same exact zeros": f"worst per-coefficient gain {float((ours - theirs).min()):+.1f}",
-            "autopoly (ms)": min(timed["ours"]["times"]) * 1e3,
-            "reference (ms)": min(timed["ref"]["times"]) * 1e3,
-            "time ratio": min(timed["ours"]["times"]) / min(timed["ref"]["times"]),
-        })
+        rows.append(
+            {
+                "problem": f"raw 1-D least squares, x in [{x[0]:g}, {x[-1]:g}], degree {degree}",
+                "reference": "numpy polyfit (exact rational reference)",
+                "objective excess (autopoly)": "n/a",
+                "objective excess (reference)": "n/a",
+                "max coef gap / max coef": f"fewest digits: {ours.min():.1f} vs {theirs.min():.1f}",
+                "same exact zeros": (
+                    f"worst per-coefficient gain {float((ours - theirs).min()):+.1f}"
+                ),
+                "autopoly (ms)": min(timed["ours"]["times"]) * 1e3,
+                "reference (ms)": min(timed["ref"]["times"]) * 1e3,
+                "time ratio": min(timed["ours"]["times"]) / min(timed["ref"]["times"]),
+            }
+        )
     return rows, worst
 
 
@@ -361,36 +426,78 @@ def main():
 
     header = list(rows[0])
     table = [[r[k] for k in header] for r in rows]
-    optimum_rows = [r for r in rows if isinstance(r["objective excess (autopoly)"], float)
-                    and not r["problem"].startswith("rank")]
+    optimum_rows = [
+        r
+        for r in rows
+        if isinstance(r["objective excess (autopoly)"], float)
+        and not r["problem"].startswith("rank")
+    ]
     worst_excess = max(r["objective excess (autopoly)"] for r in optimum_rows)
     worst_coef = max(r["max coef gap / max coef"] for r in optimum_rows)
-    zeros_ok = all(r["same exact zeros"] is True for r in rows
-                   if isinstance(r["same exact zeros"], bool))
+    zeros_ok = all(
+        r["same exact zeros"] is True for r in rows if isinstance(r["same exact zeros"], bool)
+    )
     targets = [
-        ("objective excess over the best of autopoly and the reference (worst problem)",
-         f"{worst_excess:.1e}", "<= 1e-8", worst_excess <= 1e-8),
-        ("coefficient gap to the accurate reference / largest coefficient (worst problem)",
-         f"{worst_coef:.1e}", "<= 1e-6", worst_coef <= 1e-6),
-        ("same exact zeros as Lasso / ElasticNet / QuantileRegressor", C.fmt(zeros_ok), "yes",
-         zeros_ok),
-        ("rank-deficient: predictions at new points vs LinearRegression (relative)",
-         f"{rank_gap:.1e}", "<= 1e-8", rank_gap <= 1e-8),
+        (
+            "objective excess over the best of autopoly and the reference (worst problem)",
+            f"{worst_excess:.1e}",
+            "<= 1e-8",
+            worst_excess <= 1e-8,
+        ),
+        (
+            "coefficient gap to the accurate reference / largest coefficient (worst problem)",
+            f"{worst_coef:.1e}",
+            "<= 1e-6",
+            worst_coef <= 1e-6,
+        ),
+        (
+            "same exact zeros as Lasso / ElasticNet / QuantileRegressor",
+            C.fmt(zeros_ok),
+            "yes",
+            zeros_ok,
+        ),
+        (
+            "rank-deficient: predictions at new points vs LinearRegression (relative)",
+            f"{rank_gap:.1e}",
+            "<= 1e-8",
+            rank_gap <= 1e-8,
+        ),
         ("float32 prediction gap / std(y)", f"{f32_gap:.1e}", "<= 1e-4", f32_gap <= 1e-4),
-        ("raw 1-D digits: worst per-coefficient gain over polyfit", f"{digits_gain:+.2f}",
-         ">= 0", digits_gain >= -0.05),
+        (
+            "raw 1-D digits: worst per-coefficient gain over polyfit",
+            f"{digits_gain:+.2f}",
+            ">= 0",
+            digits_gain >= -0.05,
+        ),
     ]
     checks = [(t[0], bool(t[3]), f"{t[1]} ({t[2]})") for t in targets]
     env["load average at end"] = C.loadavg()
-    md = [f"# {TITLE}", "", "Generated by `benchmarks/bench_solvers.py`"
-          + (" --quick" if quick else "") + f"; best of {repeat} interleaved runs. The "
-          "accuracy columns compare with the reference run to a tight tolerance (Lasso, "
-          "ElasticNet at tol=1e-12; HuberRegressor at tol=1e-14, then polished on its "
-          "partition of the rows, as it stops 1e-6 to 1e-5 short even so); the times with the "
-          "reference at its defaults.", "", C.environment_markdown(env), "",
-          "## Targets", "", C.markdown_table(*C.targets_table(targets)), "",
-          "## Problems", "", C.markdown_table(header, table), "",
-          "## Checks", "", C.checks_markdown(checks), ""]
+    md = [
+        f"# {TITLE}",
+        "",
+        "Generated by `benchmarks/bench_solvers.py`"
+        + (" --quick" if quick else "")
+        + f"; best of {repeat} interleaved runs. The "
+        "accuracy columns compare with the reference run to a tight tolerance (Lasso, "
+        "ElasticNet at tol=1e-12; HuberRegressor at tol=1e-14, then polished on its "
+        "partition of the rows, as it stops 1e-6 to 1e-5 short even so); the times with the "
+        "reference at its defaults.",
+        "",
+        C.environment_markdown(env),
+        "",
+        "## Targets",
+        "",
+        C.markdown_table(*C.targets_table(targets)),
+        "",
+        "## Problems",
+        "",
+        C.markdown_table(header, table),
+        "",
+        "## Checks",
+        "",
+        C.checks_markdown(checks),
+        "",
+    ]
     (out / "bench_solvers.md").write_text("\n".join(md))
     C.write_csv(out / "bench_solvers_targets.csv", *C.targets_table(targets))
     C.write_csv(out / "bench_solvers.csv", header, table)

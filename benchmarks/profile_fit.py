@@ -22,9 +22,8 @@ import pstats
 import time
 import warnings
 
-import numpy as np
-
 import _common as C
+import numpy as np
 
 
 def best_of(fn, repeat=5):
@@ -64,17 +63,33 @@ def scenarios(quick):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 TorchPolyRegressor(**params).fit(X, y)
+
         return run
 
     return [
         (f"bench_fit poly: {n1:,} x 5, degree 3, defaults", fit(X1, y1, degree=3)),
-        ("bench_gridsearch cell: diabetes fold (353 x 10), degree 3, defaults",
-         fit(Xd, yd, degree=3)),
-        ("bench_gridsearch cell: diabetes fold (353 x 10), degree 1, defaults",
-         fit(Xd, yd, degree=1)),
-        (f"bench_fit overhead: tutorial, {steps} NAdam steps, conditioning=False",
-         fit(x.reshape(-1, 1), x**2 + 2 * x + 3, degree=2, optimizer="nadam", lr=0.01,
-             max_iter=steps, tol=0.0, n_iter_no_change=steps, conditioning=False)),
+        (
+            "bench_gridsearch cell: diabetes fold (353 x 10), degree 3, defaults",
+            fit(Xd, yd, degree=3),
+        ),
+        (
+            "bench_gridsearch cell: diabetes fold (353 x 10), degree 1, defaults",
+            fit(Xd, yd, degree=1),
+        ),
+        (
+            f"bench_fit overhead: tutorial, {steps} NAdam steps, conditioning=False",
+            fit(
+                x.reshape(-1, 1),
+                x**2 + 2 * x + 3,
+                degree=2,
+                optimizer="nadam",
+                lr=0.01,
+                max_iter=steps,
+                tol=0.0,
+                n_iter_no_change=steps,
+                conditioning=False,
+            ),
+        ),
         (f"bench_memory: {n2:,} x 10, degree 3, defaults", fit(X2, y2, degree=3)),
     ]
 
@@ -89,7 +104,7 @@ def profile(fn, top):
     stats = pstats.Stats(pr)
     total = max(stats.total_tt, 1e-12)
     own, cum = [], []
-    for (filename, line, func), (cc, nc, tt, ct, callers) in stats.stats.items():
+    for (filename, line, func), (_cc, nc, tt, ct, _callers) in stats.stats.items():
         where = _where(filename, line, func)
         own.append((tt, nc, where))
         if "/autopoly/" in filename.replace("\\", "/"):
@@ -126,7 +141,7 @@ def micro_chunk(quick):
     g = torch.Generator().manual_seed(0)
     B = torch.randn(rows, cols, dtype=torch.float64, generator=g)
     B_colmajor = B.T.contiguous().T  # how _accumulate now lays the chunk out (LAPACK's order)
-    R = torch.linalg.qr(B[:2 * cols], mode="r").R
+    R = torch.linalg.qr(B[: 2 * cols], mode="r").R
     G = torch.zeros(cols, cols, dtype=torch.float64)
 
     def two_stage():
@@ -134,18 +149,27 @@ def micro_chunk(quick):
         return torch.linalg.qr(torch.cat([R, Rc]), mode="r").R
 
     out = [
-        ("qr(cat([R, chunk])), chunk row-major", best_of(
-            lambda: torch.linalg.qr(torch.cat([R, B]), mode="r"))),
-        ("qr(cat([R, chunk])), chunk column-major (cat makes it row-major again)", best_of(
-            lambda: torch.linalg.qr(torch.cat([R, B_colmajor]), mode="r"))),
-        ("qr(chunk) alone, column-major", best_of(
-            lambda: torch.linalg.qr(B_colmajor, mode="r"))),
-        ("two-stage: qr(chunk), then qr(cat([R, R_chunk])) (no copy of the chunk)",
-         best_of(two_stage)),
-        ("Gram update G.addmm_(chunk.T, chunk), column-major", best_of(
-            lambda: G.addmm_(B_colmajor.T, B_colmajor))),
-        ("NumPy chunk.T @ chunk (what Ridge's cholesky solver does)", best_of(
-            lambda: B.numpy().T @ B.numpy())),
+        (
+            "qr(cat([R, chunk])), chunk row-major",
+            best_of(lambda: torch.linalg.qr(torch.cat([R, B]), mode="r")),
+        ),
+        (
+            "qr(cat([R, chunk])), chunk column-major (cat makes it row-major again)",
+            best_of(lambda: torch.linalg.qr(torch.cat([R, B_colmajor]), mode="r")),
+        ),
+        ("qr(chunk) alone, column-major", best_of(lambda: torch.linalg.qr(B_colmajor, mode="r"))),
+        (
+            "two-stage: qr(chunk), then qr(cat([R, R_chunk])) (no copy of the chunk)",
+            best_of(two_stage),
+        ),
+        (
+            "Gram update G.addmm_(chunk.T, chunk), column-major",
+            best_of(lambda: G.addmm_(B_colmajor.T, B_colmajor)),
+        ),
+        (
+            "NumPy chunk.T @ chunk (what Ridge's cholesky solver does)",
+            best_of(lambda: B.numpy().T @ B.numpy()),
+        ),
     ]
     try:
         from autopoly._features import Expansion
@@ -216,11 +240,19 @@ def micro_target1(quick):
     except Exception as exc:  # a private helper moved: say so, do not fail
         out.append((f"autopoly Expansion: skipped ({type(exc).__name__})", float("nan")))
         ok = None
-    out.append((f"slice recurrence, no gathers (same terms and order: {ok})",
-                best_of(lambda: slice_expansion(ZT, 3))))
+    out.append(
+        (
+            f"slice recurrence, no gathers (same terms and order: {ok})",
+            best_of(lambda: slice_expansion(ZT, 3)),
+        )
+    )
     pf = PolynomialFeatures(3, include_bias=True).fit(X[:10])
-    out.append(("sklearn PolynomialFeatures.transform (with the constant)",
-                best_of(lambda: pf.transform(X))))
+    out.append(
+        (
+            "sklearn PolynomialFeatures.transform (with the constant)",
+            best_of(lambda: pf.transform(X)),
+        )
+    )
     D = torch.tensor(pf.transform(X))
     A = torch.cat([D, torch.tensor(y)[:, None]], 1).T.contiguous().T  # column-major [D, t]
     rows = (32 * 2**20) // (A.shape[1] * 8)
@@ -228,23 +260,35 @@ def micro_target1(quick):
     def chunked_qr(two_stage):
         R = None
         for i in range(0, n, rows):
-            C = A[i:i + rows]
+            C = A[i : i + rows]
             if two_stage:
                 C = torch.linalg.qr(C, mode="r").R
             R = torch.linalg.qr(C if R is None else torch.cat([R, C]), mode="r").R
         return R
 
     out += [
-        (f"QR pass as _accumulate does it (qr(cat([R, chunk])), {rows:,}-row chunks)",
-         best_of(lambda: chunked_qr(False))),
-        ("QR pass, two-stage (qr(chunk), then qr(cat([R, R_chunk])))",
-         best_of(lambda: chunked_qr(True))),
-        ("Gram pass in torch (A.T @ A) + Cholesky", best_of(
-            lambda: torch.linalg.cholesky(A.T @ A))),
+        (
+            f"QR pass as _accumulate does it (qr(cat([R, chunk])), {rows:,}-row chunks)",
+            best_of(lambda: chunked_qr(False)),
+        ),
+        (
+            "QR pass, two-stage (qr(chunk), then qr(cat([R, R_chunk])))",
+            best_of(lambda: chunked_qr(True)),
+        ),
+        (
+            "Gram pass in torch (A.T @ A) + Cholesky",
+            best_of(lambda: torch.linalg.cholesky(A.T @ A)),
+        ),
         ("Gram in NumPy (A.T @ A)", best_of(lambda: A.numpy().T @ A.numpy())),
-        ("the peer: PolynomialFeatures + Ridge(cholesky) fit", best_of(
-            lambda: make_pipeline(PolynomialFeatures(3, include_bias=False),
-                                  Ridge(alpha=0.0, solver="cholesky")).fit(X, y), 3)),
+        (
+            "the peer: PolynomialFeatures + Ridge(cholesky) fit",
+            best_of(
+                lambda: make_pipeline(
+                    PolynomialFeatures(3, include_bias=False), Ridge(alpha=0.0, solver="cholesky")
+                ).fit(X, y),
+                3,
+            ),
+        ),
     ]
     return n, out
 
@@ -293,35 +337,66 @@ def micro_page_faults(quick):
     import autopoly._data_pass as regressor
 
     if not hasattr(regressor, "CHUNK_BYTES"):
-        return [("skipped: autopoly._data_pass.CHUNK_BYTES is gone", "", float("nan"), 0, 0.0,
-                 float("nan"))]
+        return [
+            (
+                "skipped: autopoly._data_pass.CHUNK_BYTES is gone",
+                "",
+                float("nan"),
+                0,
+                0.0,
+                float("nan"),
+            )
+        ]
     current = regressor.CHUNK_BYTES
     threads = torch.get_num_threads()
     cases = [(5_000 if quick else 100_000, 5), (20_000 if quick else 200_000, 10)]
     out = []
     # The last configuration keeps the chunk size but lets glibc serve every buffer from its
     # heap (no mmap/munmap per buffer): what reusing preallocated buffers would save.
-    reuse = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(2**30), "MALLOC_TRIM_THRESHOLD_":
-             str(2**31)}
-    configs = [(c, None, f"{c / 2**20:g} MiB") for c in dict.fromkeys(
-        [current, 16 * 2**20, 8 * 2**20])]
+    reuse = {
+        **os.environ,
+        "MALLOC_MMAP_THRESHOLD_": str(2**30),
+        "MALLOC_TRIM_THRESHOLD_": str(2**31),
+    }
+    configs = [
+        (c, None, f"{c / 2**20:g} MiB") for c in dict.fromkeys([current, 16 * 2**20, 8 * 2**20])
+    ]
     configs.append((current, reuse, f"{current / 2**20:g} MiB, MALLOC_MMAP_THRESHOLD_=1 GiB"))
     for n, f in cases:
         for chunk, env, label in configs:
             proc = subprocess.run(
-                [sys.executable, "-c", PAGE_FAULT_CHILD, str(n), str(f), str(chunk),
-                 "1" if quick else "3", str(threads)],
-                capture_output=True, text=True, env=env,
+                [
+                    sys.executable,
+                    "-c",
+                    PAGE_FAULT_CHILD,
+                    str(n),
+                    str(f),
+                    str(chunk),
+                    "1" if quick else "3",
+                    str(threads),
+                ],
+                capture_output=True,
+                text=True,
+                env=env,
             )
             if proc.returncode != 0:
-                out.append((f"{n:,} x {f}: failed ({proc.stderr.strip()[-200:]})", "",
-                            float("nan"), 0, 0.0, float("nan")))
+                out.append(
+                    (
+                        f"{n:,} x {f}: failed ({proc.stderr.strip()[-200:]})",
+                        "",
+                        float("nan"),
+                        0,
+                        0.0,
+                        float("nan"),
+                    )
+                )
                 continue
             runs = json.loads(proc.stdout.strip().splitlines()[-1])
             first = runs[0]
             best = min(runs)
-            out.append((f"{n:,} x {f}, degree 3", label, first[0] * 1e3, first[1], first[2],
-                        best[0] * 1e3))
+            out.append(
+                (f"{n:,} x {f}, degree 3", label, first[0] * 1e3, first[1], first[2], best[0] * 1e3)
+            )
     return out
 
 
@@ -337,8 +412,13 @@ def micro_basis_change():
         offset = np.full(n_features, 0.1)
         scale = np.full(n_features, 2.0)
         t = best_of(lambda: binomial_basis_change(powers, offset, scale), 3)
-        out.append((f"{n_features} features, degree {degree} ({powers.shape[0]} terms)", t,
-                    f"{powers.shape[0] + 1}x{powers.shape[0] + 1}"))
+        out.append(
+            (
+                f"{n_features} features, degree {degree} ({powers.shape[0]} terms)",
+                t,
+                f"{powers.shape[0] + 1}x{powers.shape[0] + 1}",
+            )
+        )
     return out
 
 
@@ -389,25 +469,36 @@ def micro_step_overhead(quick):
     def estimator():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            TorchPolyRegressor(degree=2, optimizer="nadam", lr=0.01, max_iter=steps, tol=0.0,
-                               n_iter_no_change=steps, conditioning=False).fit(
-                x.reshape(-1, 1), y)
+            TorchPolyRegressor(
+                degree=2,
+                optimizer="nadam",
+                lr=0.01,
+                max_iter=steps,
+                tol=0.0,
+                n_iter_no_change=steps,
+                conditioning=False,
+            ).fit(x.reshape(-1, 1), y)
 
     variants = [
         ("hand loop (tutorial)", lambda: loop()),
         ("+ optimizer.step(closure)", lambda: loop(closure=True)),
         ("+ clone V every step (best-V candidate)", lambda: loop(clone=True, closure=True)),
-        ("+ host syncs: float(loss), isfinite(V).all()",
-         lambda: loop(clone=True, syncs=True, closure=True)),
-        ("+ weighted per-output loss graph and its float (w @ r**2 / sum(w), / J0, mean)",
-         lambda: loop(clone=True, syncs=True, closure=True, weighted=True)),
+        (
+            "+ host syncs: float(loss), isfinite(V).all()",
+            lambda: loop(clone=True, syncs=True, closure=True),
+        ),
+        (
+            "+ weighted per-output loss graph and its float (w @ r**2 / sum(w), / J0, mean)",
+            lambda: loop(clone=True, syncs=True, closure=True, weighted=True),
+        ),
         ("TorchPolyRegressor (tutorial loop config)", estimator),
     ]
     repeat = 1 if quick else 7
     timed = C.interleaved(dict(variants), repeat)
     base = min(timed[variants[0][0]]["times"])
-    return steps, [(name, min(r["times"]) / steps * 1e6, min(r["times"]) / base)
-                   for name, r in timed.items()]
+    return steps, [
+        (name, min(r["times"]) / steps * 1e6, min(r["times"]) / base) for name, r in timed.items()
+    ]
 
 
 def micro_threads(quick):
@@ -427,13 +518,16 @@ def micro_threads(quick):
     rows = (32 * 2**20) // (cols * 8) // (8 if quick else 1)
     g = torch.Generator().manual_seed(0)
     B = torch.randn(rows, cols, dtype=torch.float64, generator=g).T.contiguous().T
-    S = torch.linalg.qr(B[:2 * cols], mode="r").R
+    S = torch.linalg.qr(B[: 2 * cols], mode="r").R
     kernels = [
         (f"qr of a {rows}x{cols} chunk (column-major)", lambda: torch.linalg.qr(B, mode="r")),
         ("Gram of the chunk (chunk.T @ chunk)", lambda: B.T @ B),
-        (f"solve_triangular with the {cols - 1}x{cols - 1} factor (Whitening)",
-         lambda: torch.linalg.solve_triangular(
-             S[:-1, :-1], torch.eye(cols - 1, dtype=S.dtype), upper=True)),
+        (
+            f"solve_triangular with the {cols - 1}x{cols - 1} factor (Whitening)",
+            lambda: torch.linalg.solve_triangular(
+                S[:-1, :-1], torch.eye(cols - 1, dtype=S.dtype), upper=True
+            ),
+        ),
     ]
     burner_code = "import time\nend = time.time() + 300\nwhile time.time() < end:\n    pass\n"
     out = []
@@ -457,8 +551,17 @@ def micro_threads(quick):
                         finally:
                             torch.set_num_threads(default)
                 med_d, med_1 = float(np.median(t_default)), float(np.median(t_one))
-                out.append((condition, name, min(t_default) * 1e3, med_d * 1e3,
-                            min(t_one) * 1e3, med_1 * 1e3, med_d / med_1))
+                out.append(
+                    (
+                        condition,
+                        name,
+                        min(t_default) * 1e3,
+                        med_d * 1e3,
+                        min(t_one) * 1e3,
+                        med_1 * 1e3,
+                        med_d / med_1,
+                    )
+                )
         finally:
             if burner is not None:
                 burner.terminate()
@@ -472,9 +575,14 @@ def main():
     C.apply_threads(args.threads)
     quick = args.quick
     top = 12
-    md = ["# profile_fit: where autopoly's fit time goes", "",
-          "Generated by `benchmarks/profile_fit.py`" + (" --quick" if quick else "")
-          + ". Times in milliseconds; *share* is of the profiled run's total.", ""]
+    md = [
+        "# profile_fit: where autopoly's fit time goes",
+        "",
+        "Generated by `benchmarks/profile_fit.py`"
+        + (" --quick" if quick else "")
+        + ". Times in milliseconds; *share* is of the profiled run's total.",
+        "",
+    ]
     import torch  # before the environment table, so that it shows the thread count
 
     env = C.environment()
@@ -485,48 +593,107 @@ def main():
         print("profiling:", title, flush=True)
         wall, total, own_rows, cum_rows = profile(fn, top)
         summary.append((title, wall * 1e3))
-        md += [f"## {title}", "",
-               f"Best of 3 without the profiler: {wall * 1e3:.1f} ms; profiled run "
-               f"{total * 1e3:.1f} ms.", "", "autopoly functions by cumulative time:", "",
-               C.markdown_table(["function", "calls", "cumulative (ms)", "share"], cum_rows),
-               "", "Most expensive calls (own time):", "",
-               C.markdown_table(["function", "calls", "own (ms)", "share"], own_rows), ""]
+        md += [
+            f"## {title}",
+            "",
+            f"Best of 3 without the profiler: {wall * 1e3:.1f} ms; profiled run "
+            f"{total * 1e3:.1f} ms.",
+            "",
+            "autopoly functions by cumulative time:",
+            "",
+            C.markdown_table(["function", "calls", "cumulative (ms)", "share"], cum_rows),
+            "",
+            "Most expensive calls (own time):",
+            "",
+            C.markdown_table(["function", "calls", "own (ms)", "share"], own_rows),
+            "",
+        ]
 
     print("micro-benchmarks", flush=True)
     rows, cols, chunk = micro_chunk(quick)
-    md += ["## Micro: one 32 MiB chunk of the 10-feature, degree-3 design", "",
-           f"Chunk of {rows:,} rows x {cols} columns (design, constant and target).", "",
-           C.markdown_table(["operation", "time (ms)"], [(n, t * 1e3) for n, t in chunk]), ""]
+    md += [
+        "## Micro: one 32 MiB chunk of the 10-feature, degree-3 design",
+        "",
+        f"Chunk of {rows:,} rows x {cols} columns (design, constant and target).",
+        "",
+        C.markdown_table(["operation", "time (ms)"], [(n, t * 1e3) for n, t in chunk]),
+        "",
+    ]
     n_t1, t1 = micro_target1(quick)
-    md += [f"## Micro: target 1's shape ({n_t1:,} x 5, degree 3), stage by stage", "",
-           C.markdown_table(["stage", "time (ms)"], [(n, t * 1e3) for n, t in t1]), ""]
-    md += ["## Micro: row-chunk size, page faults and system time", "",
-           "Buffers larger than glibc's largest dynamic mmap threshold (32 MiB) are mapped "
-           "fresh at every allocation, so each chunk's buffers fault their pages in again.", "",
-           C.markdown_table(["fit (fresh process)", "CHUNK_BYTES", "first fit (ms)",
-                             "its minor page faults", "its system time (ms)",
-                             "best later fit (ms)"], micro_page_faults(quick)), ""]
-    md += ["## Micro: raw-basis change (`binomial_basis_change`, built twice per fit)", "",
-           C.markdown_table(["terms", "time (ms)", "matrix"],
-                            [(n, t * 1e3, s) for n, t, s in micro_basis_change()]), ""]
+    md += [
+        f"## Micro: target 1's shape ({n_t1:,} x 5, degree 3), stage by stage",
+        "",
+        C.markdown_table(["stage", "time (ms)"], [(n, t * 1e3) for n, t in t1]),
+        "",
+    ]
+    md += [
+        "## Micro: row-chunk size, page faults and system time",
+        "",
+        "Buffers larger than glibc's largest dynamic mmap threshold (32 MiB) are mapped "
+        "fresh at every allocation, so each chunk's buffers fault their pages in again.",
+        "",
+        C.markdown_table(
+            [
+                "fit (fresh process)",
+                "CHUNK_BYTES",
+                "first fit (ms)",
+                "its minor page faults",
+                "its system time (ms)",
+                "best later fit (ms)",
+            ],
+            micro_page_faults(quick),
+        ),
+        "",
+    ]
+    md += [
+        "## Micro: raw-basis change (`binomial_basis_change`, built twice per fit)",
+        "",
+        C.markdown_table(
+            ["terms", "time (ms)", "matrix"], [(n, t * 1e3, s) for n, t, s in micro_basis_change()]
+        ),
+        "",
+    ]
     steps, over = micro_step_overhead(quick)
-    md += [f"## Micro: per-step cost of {steps} NAdam steps on the tutorial task", "",
-           C.markdown_table(["variant", "us per step", "ratio to hand loop"], over), ""]
+    md += [
+        f"## Micro: per-step cost of {steps} NAdam steps on the tutorial task",
+        "",
+        C.markdown_table(["variant", "us per step", "ratio to hand loop"], over),
+        "",
+    ]
     default, threads = micro_threads(quick) if torch.get_num_threads() > 1 else (1, [])
     if threads:
-        md += [f"## Micro: torch threads ({default} by default) against one", "",
-               "With another CPU-bound process on the machine (here a busy loop started for "
-               "the measurement), torch's OpenMP threads wait at every barrier for a "
-               "descheduled thread.", "",
-               "*Machine as it is* includes whatever other processes were running (see the "
-               "load average above); the busy loop adds one more.", "",
-               C.markdown_table(["condition", "kernel", f"{default} threads: best (ms)",
-                                 "median (ms)", "1 thread: best (ms)", "median (ms)",
-                                 "median ratio"], threads), ""]
+        md += [
+            f"## Micro: torch threads ({default} by default) against one",
+            "",
+            "With another CPU-bound process on the machine (here a busy loop started for "
+            "the measurement), torch's OpenMP threads wait at every barrier for a "
+            "descheduled thread.",
+            "",
+            "*Machine as it is* includes whatever other processes were running (see the "
+            "load average above); the busy loop adds one more.",
+            "",
+            C.markdown_table(
+                [
+                    "condition",
+                    "kernel",
+                    f"{default} threads: best (ms)",
+                    "median (ms)",
+                    "1 thread: best (ms)",
+                    "median (ms)",
+                    "median ratio",
+                ],
+                threads,
+            ),
+            "",
+        ]
     else:
         md += ["## Micro: torch threads", "", "Skipped: this run is limited to one thread.", ""]
-    md += ["## Summary of the scenarios", "",
-           C.markdown_table(["scenario", "fit (ms, best of 3)"], summary), ""]
+    md += [
+        "## Summary of the scenarios",
+        "",
+        C.markdown_table(["scenario", "fit (ms, best of 3)"], summary),
+        "",
+    ]
     (out / "profile.md").write_text("\n".join(md))
     print("\n".join(md))
 

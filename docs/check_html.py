@@ -1,4 +1,4 @@
-"""Open built HTML pages in headless Chromium and report what a reader's browser would hit.
+r"""Open built HTML pages in headless Chromium and report what a reader's browser would hit.
 
 For each page: uncaught JavaScript exceptions, console errors, resources that failed to load
 (stylesheets, scripts, fonts, figures) and images that did not decode. Talks to Chromium over
@@ -46,9 +46,15 @@ class Browser:
         to_browser_r, self._to_browser = os.pipe()
         self._from_browser, from_browser_w = os.pipe()
         args = [
-            executable, "--headless", "--remote-debugging-pipe", "--disable-gpu",
-            "--no-first-run", "--no-default-browser-check", "--disable-extensions",
-            "--allow-file-access-from-files", f"--user-data-dir={self.profile}",
+            executable,
+            "--headless",
+            "--remote-debugging-pipe",
+            "--disable-gpu",
+            "--no-first-run",
+            "--no-default-browser-check",
+            "--disable-extensions",
+            "--allow-file-access-from-files",
+            f"--user-data-dir={self.profile}",
         ]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             args.append("--no-sandbox")  # Chromium refuses to run as root with its sandbox
@@ -56,7 +62,9 @@ class Browser:
         child_in, child_out = _high(to_browser_r), _high(from_browser_w)
         # The protocol's convention: the browser reads commands on fd 3 and writes on fd 4.
         self.pid = os.posix_spawn(
-            executable, args, os.environ,
+            executable,
+            args,
+            os.environ,
             file_actions=[
                 (os.POSIX_SPAWN_DUP2, child_in, 3),
                 (os.POSIX_SPAWN_DUP2, child_out, 4),
@@ -90,7 +98,9 @@ class Browser:
         """Wait for an event (already received or not); False on timeout."""
         deadline = time.monotonic() + timeout
         while True:
-            if any(e.get("method") == method and e.get("sessionId") == session for e in self.events):
+            if any(
+                e.get("method") == method and e.get("sessionId") == session for e in self.events
+            ):
                 return True
             try:
                 self.events.append(self._receive(deadline))
@@ -160,9 +170,11 @@ def check_page(browser, path, screenshot=None, settle=1.0):
     first_event = len(browser.events)
     for domain in ("Page", "Runtime", "Log", "Network"):
         browser.send(f"{domain}.enable", session=session)
-    browser.send("Emulation.setDeviceMetricsOverride",
-                 {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False},
-                 session=session)
+    browser.send(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False},
+        session=session,
+    )
     navigation = browser.send("Page.navigate", {"url": url}, session=session)
     problems = []
     if navigation.get("errorText"):
@@ -197,8 +209,10 @@ def check_page(browser, path, screenshot=None, settle=1.0):
     problems += [f"image did not load: {src}" for src in broken]
     info = browser.send(
         "Runtime.evaluate",
-        {"expression": "({title: document.title, images: document.images.length})",
-         "returnByValue": True},
+        {
+            "expression": "({title: document.title, images: document.images.length})",
+            "returnByValue": True,
+        },
         session=session,
     )["result"]["value"]
     if screenshot:
@@ -218,8 +232,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     executable = args.browser or find_browser()
     if executable is None:
-        print(f"no browser found (looked for {', '.join(BROWSERS)}); "
-              "on Debian: apt-get install chromium", file=sys.stderr)
+        print(
+            f"no browser found (looked for {', '.join(BROWSERS)}); "
+            "on Debian: apt-get install chromium",
+            file=sys.stderr,
+        )
         return 2
     browser = Browser(executable)
     failed = False

@@ -70,7 +70,12 @@ best = search.best_estimator_
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", ConvergenceWarning)
     display = ValidationCurveDisplay.from_estimator(
-        best, X, y, param_name="poly__degree", param_range=[1, 2, 3, 4, 5, 6, 8, 10], cv=cv,
+        best,
+        X,
+        y,
+        param_name="poly__degree",
+        param_range=[1, 2, 3, 4, 5, 6, 8, 10],
+        cv=cv,
         score_name="R^2",
     )
 display.ax_.set_title("Validation curve of TorchPolyRegressor over degree")
@@ -80,5 +85,7 @@ plt.show()
 # The chosen model's coefficients, in the basis of the scaled input (the pipeline scales
 # first), named as :class:`~sklearn.preprocessing.PolynomialFeatures` names them:
 poly = best[-1]
-for name, value in zip(["1", *poly.get_feature_names_out(["x_scaled"])], [poly.intercept_, *poly.coef_]):
+for name, value in zip(
+    ["1", *poly.get_feature_names_out(["x_scaled"])], [poly.intercept_, *poly.coef_]
+):
     print(f"{name:12} {value: .3f}")

@@ -52,8 +52,14 @@ inliers = np.setdiff1d(np.arange(n), outliers)
 fig, ax = plt.subplots()
 ax.scatter(X[inliers, 0], y[inliers], s=12, color="black", label="data")
 ax.scatter(X[outliers, 0], y[outliers], s=30, marker="x", color="red", label="outliers")
-ax.plot(grid[:, 0], 0.5 * grid[:, 0] ** 2 - grid[:, 0] + 1, color="grey", lw=4, alpha=0.4,
-        label="true curve")
+ax.plot(
+    grid[:, 0],
+    0.5 * grid[:, 0] ** 2 - grid[:, 0] + 1,
+    color="grey",
+    lw=4,
+    alpha=0.4,
+    label="true curve",
+)
 for name, model in models.items():
     ax.plot(grid[:, 0], model.predict(grid), label=name)
 ax.set_xlabel("x")

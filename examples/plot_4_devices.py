@@ -31,7 +31,12 @@ print("MPS available:", bool(mps is not None and mps.is_available()))
 # ----------------------------------------------------------------
 rng = np.random.default_rng(0)
 X = rng.normal(size=(100_000, 3))
-y = 1 + X @ [1.0, -2.0, 0.5] + 0.3 * X[:, 0] * X[:, 1] * X[:, 2] + rng.normal(scale=0.1, size=len(X))
+y = (
+    1
+    + X @ [1.0, -2.0, 0.5]
+    + 0.3 * X[:, 0] * X[:, 1] * X[:, 2]
+    + rng.normal(scale=0.1, size=len(X))
+)
 
 # %%
 # Fit on each device, in float64 and float32
@@ -62,8 +67,11 @@ plt.show()
 # -----------------------------------------------
 reference = models["cpu", "float64"].coef_
 for key, model in models.items():
-    print(key, f"largest coefficient difference from cpu/float64: "
-          f"{np.abs(model.coef_ - reference).max():.1e}")
+    print(
+        key,
+        f"largest coefficient difference from cpu/float64: "
+        f"{np.abs(model.coef_ - reference).max():.1e}",
+    )
 
 # %%
 # Moving a model between machines

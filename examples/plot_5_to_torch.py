@@ -77,9 +77,9 @@ for j in range(2):
 
 # Central finite differences of predict, for a reference that needs no formula.
 h = 1e-5
-finite = np.column_stack([
-    (model.predict(Xg + h * e) - model.predict(Xg - h * e)) / (2 * h) for e in np.eye(2)
-])
+finite = np.column_stack(
+    [(model.predict(Xg + h * e) - model.predict(Xg - h * e)) / (2 * h) for e in np.eye(2)]
+)
 scale = np.abs(analytic).max()
 print(f"autodiff vs analytic, relative: {np.abs(gradient - analytic).max() / scale:.1e}")
 print(f"finite differences vs analytic, relative: {np.abs(finite - analytic).max() / scale:.1e}")
@@ -95,8 +95,11 @@ contour = left.contourf(G0, G1, values.reshape(G0.shape), levels=20, cmap="virid
 fig.colorbar(contour, ax=left, label="fitted surface")
 every = (slice(None, None, 4), slice(None, None, 4))
 left.quiver(
-    G0[every], G1[every], gradient[:, 0].reshape(G0.shape)[every],
-    gradient[:, 1].reshape(G0.shape)[every], color="white",
+    G0[every],
+    G1[every],
+    gradient[:, 0].reshape(G0.shape)[every],
+    gradient[:, 1].reshape(G0.shape)[every],
+    color="white",
 )
 left.scatter(X[:, 0], X[:, 1], s=4, color="black", alpha=0.3, label="samples")
 left.set_xlabel("x0")

@@ -18,11 +18,19 @@ import pytest
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 SCRIPTS = {
-    "bench_fit": ["bench_fit_targets.csv", "bench_fit_tutorial.csv", "bench_fit_poly.csv",
-                  "bench_fit_overhead.csv"],
+    "bench_fit": [
+        "bench_fit_targets.csv",
+        "bench_fit_tutorial.csv",
+        "bench_fit_poly.csv",
+        "bench_fit_overhead.csv",
+    ],
     "bench_memory": ["bench_memory_targets.csv", "bench_memory.csv"],
-    "bench_gridsearch": ["bench_gridsearch_targets.csv", "bench_gridsearch.csv",
-                         "bench_gridsearch_candidates.csv", "bench_gridsearch_splits.csv"],
+    "bench_gridsearch": [
+        "bench_gridsearch_targets.csv",
+        "bench_gridsearch.csv",
+        "bench_gridsearch_candidates.csv",
+        "bench_gridsearch_splits.csv",
+    ],
     "bench_solvers": ["bench_solvers_targets.csv", "bench_solvers.csv"],
 }
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -34,7 +42,10 @@ def test_quick_runs_write_parsable_results(tmp_path):
     procs = {
         name: subprocess.Popen(
             [sys.executable, str(BENCHMARKS / f"{name}.py"), "--quick", "--out", str(tmp_path)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
         )
         for name in SCRIPTS
     }

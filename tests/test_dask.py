@@ -1,5 +1,6 @@
 """Fitting on Dask collections: exact statistics on a real cluster, other losses, the joblib
-backend, streaming with partial_fit, lazy predictions and the thread budget."""
+backend, streaming with partial_fit, lazy predictions and the thread budget.
+"""
 
 import os
 import subprocess
@@ -30,7 +31,10 @@ CHUNK = 20_000
 def client():
     environ = dict(os.environ)
     cluster = distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
         dashboard_address=None,
     )
     # The nanny leaves its pre-spawn-environ (OMP_NUM_THREADS=1, ...) in this process's
@@ -63,7 +67,11 @@ def _lazy_problem(seed, n=N_ROWS, chunk=CHUNK):
     X = rng.uniform(-2.0, 3.0, size=(n, 3), chunks=(chunk, 3)) * np.array([1.0, 100.0, 0.01])
     noise = rng.standard_normal(size=n, chunks=chunk)
     y = (
-        1.5 - X[:, 0] + 0.002 * X[:, 1] ** 2 + 40.0 * X[:, 0] * X[:, 2] - 0.5 * X[:, 0] ** 3
+        1.5
+        - X[:, 0]
+        + 0.002 * X[:, 1] ** 2
+        + 40.0 * X[:, 0] * X[:, 2]
+        - 0.5 * X[:, 0] ** 3
         + 0.1 * noise
     )
     return X, y
@@ -244,8 +252,13 @@ def test_other_losses_multi_output_weighted_match_in_memory(loss):
 def test_mini_batches_draw_the_same_rows_as_in_memory():
     X, y = _lazy_problem(7, n=2_000, chunk=600)
     params = {
-        "degree": 2, "optimizer": "adam", "lr": 0.05, "batch_size": 256, "max_iter": 4,
-        "random_state": 0, "tol": 0.0,
+        "degree": 2,
+        "optimizer": "adam",
+        "lr": 0.05,
+        "batch_size": 256,
+        "max_iter": 4,
+        "random_state": 0,
+        "tol": 0.0,
     }
     with dask.config.set(scheduler="sync"):
         X_np, y_np = dask.compute(X, y)
@@ -266,7 +279,9 @@ def test_grid_search_dask_backend_same_best_params_as_local(client):
     # Adam with a fixed budget: lr and degree both change the score, so the best is unique.
     search = GridSearchCV(
         TorchPolyRegressor(optimizer="adam", max_iter=60, tol=0.0),
-        {"lr": [0.003, 0.03, 0.3], "degree": [1, 2, 3]}, cv=3, n_jobs=-1,
+        {"lr": [0.003, 0.03, 0.3], "degree": [1, 2, 3]},
+        cv=3,
+        n_jobs=-1,
     )
     local = search.fit(X, y)
     local_params, local_scores = local.best_params_, local.cv_results_["mean_test_score"]

@@ -54,7 +54,7 @@ def test_same_random_state_gives_bit_identical_fits(config):
         # Another global seed, global draws and other fits in between change nothing.
         torch.manual_seed(12345)
         torch.rand(1000)
-        np.random.seed(7)
+        np.random.seed(7)  # noqa: NPY002 - the legacy global state is what is checked
         for other in ("adam-mini-batches", config):
             _fit(other, random_state=None)
             _fit(other, random_state=1)
@@ -78,11 +78,11 @@ def test_random_state_drives_the_draws(config):
 @pytest.mark.parametrize("config", STOCHASTIC)
 def test_fit_never_touches_the_global_torch_generator(config, random_state):
     torch_state = torch.get_rng_state()
-    numpy_state = np.random.get_state()
+    numpy_state = np.random.get_state()  # noqa: NPY002 - the global state sklearn uses
     _fit(config, random_state=random_state)
     assert torch.equal(torch.get_rng_state(), torch_state)
     if random_state is not None:  # None means numpy's global generator, as in scikit-learn
-        after = np.random.get_state()
+        after = np.random.get_state()  # noqa: NPY002
         assert after[0] == numpy_state[0] and np.array_equal(after[1], numpy_state[1])
         assert after[2:] == numpy_state[2:]
 
@@ -116,7 +116,9 @@ def test_partial_fits_in_threads_equal_partial_fits_one_after_another():
     chunks = np.array_split(np.arange(len(X)), 3)
 
     def run(seed):
-        est = TorchPolyRegressor(degree=3, loss="huber", optimizer="adam", lr=0.1, random_state=seed)
+        est = TorchPolyRegressor(
+            degree=3, loss="huber", optimizer="adam", lr=0.1, random_state=seed
+        )
         for rows in chunks:
             est.partial_fit(X[rows], Y[rows])
         return est

@@ -2,8 +2,9 @@
 
 The build (marked ``slow``; it runs in CI) copies the files of ``docs/``, ``examples/`` and
 ``benchmarks/`` that git tracks (``git add`` a new page for it to count) into a temporary
-folder, as a clean clone would have them, and runs Sphinx with ``-W --keep-going``; sphinx-gallery executes every ``examples/plot_*.py`` during it. It is skipped
-when the ``[docs]`` extra is not installed. The pages are then opened in headless Chromium by
+folder, as a clean clone would have them, and runs Sphinx with ``-W --keep-going``;
+sphinx-gallery executes every ``examples/plot_*.py`` during it. It is skipped when the
+``[docs]`` extra is not installed. The pages are then opened in headless Chromium by
 ``docs/check_html.py`` (skipped when no Chromium is installed; on Debian:
 ``apt-get install chromium``).
 """
@@ -33,13 +34,20 @@ def source_files():
     """The documentation's sources as a clean clone has them: the files git tracks."""
     try:
         listed = subprocess.run(
-            ["git", "ls-files", "-z", "--", *SOURCES], cwd=ROOT, capture_output=True,
-            check=True, timeout=60,
+            ["git", "ls-files", "-z", "--", *SOURCES],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+            timeout=60,
         ).stdout.decode()
         files = [ROOT / name for name in listed.split("\0") if name]
     except (OSError, subprocess.SubprocessError):  # not a git checkout: take the folders
-        files = [p for folder in SOURCES for p in (ROOT / folder).rglob("*")
-                 if p.is_file() and not BUILD_OUTPUTS & set(p.relative_to(ROOT).parts)]
+        files = [
+            p
+            for folder in SOURCES
+            for p in (ROOT / folder).rglob("*")
+            if p.is_file() and not BUILD_OUTPUTS & set(p.relative_to(ROOT).parts)
+        ]
     return [f for f in files if f.is_file()]
 
 
@@ -49,7 +57,9 @@ def test_code_in_pages_runs(page, capsys):
         # The progress example stops at max_iter on purpose.
         warnings.simplefilter("ignore", ConvergenceWarning)
         result = doctest.testfile(
-            str(DOCS / page), module_relative=False, report=True,
+            str(DOCS / page),
+            module_relative=False,
+            report=True,
             optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE,
         )
     assert result.attempted > 0
@@ -77,9 +87,23 @@ def built_docs(tmp_path_factory):
                 shutil.copy2(source, target)
             start = time.perf_counter()
             proc = subprocess.run(
-                [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-b", "html",
-                 "-d", str(work / "doctrees"), str(work / "docs"), str(work / "html")],
-                capture_output=True, text=True, timeout=900, cwd=work,
+                [
+                    sys.executable,
+                    "-m",
+                    "sphinx",
+                    "-W",
+                    "--keep-going",
+                    "-b",
+                    "html",
+                    "-d",
+                    str(work / "doctrees"),
+                    str(work / "docs"),
+                    str(work / "html"),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=900,
+                cwd=work,
                 env={**os.environ, "MPLBACKEND": "Agg"},
             )
             result = {
@@ -97,9 +121,15 @@ def test_docs_build_without_warnings(built_docs):
     html, result = built_docs
     assert result["returncode"] == 0, "sphinx -W failed:\n" + result["log"]
     print(f"docs built in {result['seconds']:.0f} s")
-    for page in ["index", "getting_started", "user_guide", "api", "auto_examples/index",
-                 "generated/autopoly.TorchPolyRegressor",
-                 "generated/autopoly.plotting.LossCurveDisplay"]:
+    for page in [
+        "index",
+        "getting_started",
+        "user_guide",
+        "api",
+        "auto_examples/index",
+        "generated/autopoly.TorchPolyRegressor",
+        "generated/autopoly.plotting.LossCurveDisplay",
+    ]:
         assert (html / f"{page}.html").is_file(), page
 
 
@@ -120,12 +150,22 @@ def test_gallery_examples_ran_and_made_figures(built_docs, example):
 def test_pages_open_in_headless_chromium(built_docs, tmp_path):
     html, _ = built_docs
     pages = [html / "index.html", html / "auto_examples" / "plot_1_tutorial.html"]
-    pages += sorted(p for p in html.rglob("*.html") if not {"_static", "_modules"} & set(p.parts)
-                    and p not in pages)
+    pages += sorted(
+        p
+        for p in html.rglob("*.html")
+        if not {"_static", "_modules"} & set(p.parts) and p not in pages
+    )
     proc = subprocess.run(
-        [sys.executable, str(DOCS / "check_html.py"), *map(str, pages),
-         "--screenshots", str(tmp_path)],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            str(DOCS / "check_html.py"),
+            *map(str, pages),
+            "--screenshots",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     if proc.returncode == 2 and "no browser found" in proc.stderr:
         pytest.skip("no Chromium on this machine (Debian: apt-get install chromium)")

@@ -1,4 +1,4 @@
-"""numpydoc validation of every public docstring (the doctests themselves run via --doctest-modules)."""
+"""numpydoc validation of every public docstring (the doctests run via --doctest-modules)."""
 
 import inspect
 
@@ -32,8 +32,9 @@ def _own_functions(cls):
         for name, member in vars(klass).items():
             if name.startswith("_") or name in seen:
                 continue
-            function = (member.__func__ if isinstance(member, (classmethod, staticmethod))
-                        else member)
+            function = (
+                member.__func__ if isinstance(member, (classmethod, staticmethod)) else member
+            )
             if inspect.isfunction(function) and function.__module__.startswith("autopoly"):
                 seen.add(name)
                 yield name
@@ -77,5 +78,7 @@ def test_public_api_is_all_checked():
 @pytest.mark.parametrize("name, is_method", _params())
 def test_docstring_is_valid_numpydoc(name, is_method):
     ignored = IGNORED.keys() | (IGNORED_FOR_METHODS.keys() if is_method else set())
-    errors = [f"{code}: {message}" for code, message in validate(name)["errors"] if code not in ignored]
+    errors = [
+        f"{code}: {message}" for code, message in validate(name)["errors"] if code not in ignored
+    ]
     assert not errors, f"{name}:\n" + "\n".join(errors)

@@ -75,12 +75,14 @@ def test_joint_scale_reaches_huber_regressor_optimum(outlier_data, epsilon, alph
     model.fit(X, y, sample_weight=w)
     reference = HuberRegressor(epsilon=epsilon, alpha=alpha, tol=1e-14, max_iter=10**5)
     reference.fit(F, y, sample_weight=w)
-    b0, b, s = _polished(F, y, w, epsilon, alpha, reference.intercept_, reference.coef_,
-                         reference.scale_)
+    b0, b, s = _polished(
+        F, y, w, epsilon, alpha, reference.intercept_, reference.coef_, reference.scale_
+    )
     best = _objective(F, y, w, b0, b, s, epsilon, alpha)
     ours = _objective(F, y, w, model.intercept_, model.coef_, model.scale_, epsilon, alpha)
-    theirs = _objective(F, y, w, reference.intercept_, reference.coef_, reference.scale_,
-                        epsilon, alpha)
+    theirs = _objective(
+        F, y, w, reference.intercept_, reference.coef_, reference.scale_, epsilon, alpha
+    )
     assert abs(ours - best) <= 1e-8 * best
     assert theirs >= best * (1 - 1e-12)  # the polished point is the better optimum
     scale = np.abs(np.r_[b0, b]).max()
@@ -150,7 +152,8 @@ def test_scale_free_fit_is_equivariant_in_the_units_of_y(outlier_data):
 
 def test_fixed_epsilon_alpha_is_ridge_of_twice_alpha_in_the_quadratic_region():
     """The fixed Huber loss is r**2 / 2 inside epsilon: with every residual inside, the fit
-    with ``alpha`` is ``Ridge(2 * alpha)`` (documented)."""
+    with ``alpha`` is ``Ridge(2 * alpha)`` (documented).
+    """
     rng = np.random.default_rng(4)
     X = rng.standard_normal((200, 2))
     y = 1 + X[:, 0] - X[:, 1] ** 2 + 0.01 * rng.standard_normal(200)
@@ -179,8 +182,15 @@ def test_rows_beyond_the_cache_are_refused_clearly(outlier_data, monkeypatch):
 def test_minibatches_estimate_a_scale_per_batch(outlier_data):
     X, y = outlier_data
     full = TorchPolyRegressor(loss="huber", huber_scale="joint").fit(X, y)
-    batched = TorchPolyRegressor(loss="huber", huber_scale="joint", optimizer="adam", lr=0.05,
-                                 batch_size=100, max_iter=300, random_state=0).fit(X, y)
+    batched = TorchPolyRegressor(
+        loss="huber",
+        huber_scale="joint",
+        optimizer="adam",
+        lr=0.05,
+        batch_size=100,
+        max_iter=300,
+        random_state=0,
+    ).fit(X, y)
     assert batched.score(X, y) == pytest.approx(full.score(X, y), abs=0.02)
     assert batched.scale_ == pytest.approx(full.scale_, rel=0.2)
 
@@ -207,7 +217,8 @@ def test_fixed_epsilon_ends_at_its_exact_optimum(units, alpha):
     """A certificate, in NumPy: on the partition of the rows at the fit (inside epsilon or
     not, and the signs outside) the stationarity conditions are linear; their solution is the
     fit and induces the same partition, so the fit is the optimum (a convex problem). With y in
-    units where epsilon=1 is small, gradient methods alone stop 1e-6 short."""
+    units where epsilon=1 is small, gradient methods alone stop 1e-6 short.
+    """
     rng = np.random.default_rng(0)
     X = rng.standard_normal((300, 2))
     y = 1 + X[:, 0] - 2 * X[:, 1] ** 2 + 0.5 * rng.standard_normal(300)
@@ -220,7 +231,9 @@ def test_fixed_epsilon_ends_at_its_exact_optimum(units, alpha):
     inside = np.abs(r) <= 1.0
     P = np.eye(D.shape[1])
     P[0, 0] = 0
-    exact = np.linalg.solve(D[inside].T @ D[inside] + 2 * alpha * P,
-                            D[inside].T @ y[inside] + D.T @ (np.sign(r) * ~inside))
+    exact = np.linalg.solve(
+        D[inside].T @ D[inside] + 2 * alpha * P,
+        D[inside].T @ y[inside] + D.T @ (np.sign(r) * ~inside),
+    )
     assert np.array_equal(np.abs(y - D @ exact) <= 1.0, inside)
     assert_allclose(b, exact, rtol=0, atol=1e-10 * np.abs(exact).max())

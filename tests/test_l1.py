@@ -108,8 +108,9 @@ def _exact_optimum(F, y, w, alpha, l1_ratio, zero, sign):
     M = [[sum(wD[:, i] * D[:, j]) for j in range(D.shape[1])] for i in range(D.shape[1])]
     for i in range(1, D.shape[1]):
         M[i][i] += l2
-    v = [sum(wD[:, i] * y) - (l1 * int(sign[support[i - 1]]) if i else 0)
-         for i in range(D.shape[1])]
+    v = [
+        sum(wD[:, i] * y) - (l1 * int(sign[support[i - 1]]) if i else 0) for i in range(D.shape[1])
+    ]
     theta = _solve_exactly(M, v)
     coef = [Fraction(0)] * F.shape[1]
     for j, value in zip(support, theta[1:]):
@@ -249,7 +250,7 @@ def test_no_intercept_square_map():
         V = result.V.numpy()[:, 0]
 
         def f(v):
-            return ((v - C.numpy()[:, 0]) ** 2).sum() + lam * np.abs(A.numpy() @ v).sum()
+            return ((v - C.numpy()[:, 0]) ** 2).sum() + lam * np.abs(A.numpy() @ v).sum()  # noqa: B023
 
         # No point nearby does better (a convex function: local is global).
         for _ in range(200):
@@ -277,7 +278,8 @@ def test_repeated_rows_match_the_folded_problem():
 
 def _brute_force(C, A, lam):
     """The minimizer by trying every face: each sign pattern's projection, kept if it is
-    consistent (the optimum is the minimizer of its own face)."""
+    consistent (the optimum is the minimizer of its own face).
+    """
     c, A = C.numpy()[:, 0], A.numpy()
     best, best_V = np.inf, None
     for pattern in itertools.product((-1, 0, 1), repeat=A.shape[0]):
@@ -373,8 +375,9 @@ def test_estimator_zeros_are_exact_and_certified(normal_data):
     zero = model.coef_ == 0.0
     assert 0 < zero.sum() < zero.size
     # The exact rational optimum on the face the estimator found is the optimum.
-    intercept, coef, optimal = _exact_optimum(F, y, np.ones_like(y), 300.0, 1.0, zero,
-                                              np.sign(model.coef_))
+    intercept, coef, optimal = _exact_optimum(
+        F, y, np.ones_like(y), 300.0, 1.0, zero, np.sign(model.coef_)
+    )
     assert optimal
     assert_allclose(model.coef_, coef, rtol=0, atol=1e-9 * np.abs(coef).max())
     assert model.intercept_ == pytest.approx(intercept, abs=1e-9 * np.abs(coef).max())
@@ -412,6 +415,7 @@ def test_stream_float32_and_dask_free_paths_agree(normal_data):
 def test_early_stopping_keeps_the_optimizer_loop(normal_data):
     """Early stopping watches the optimizer's iterations: the exact solver is not used."""
     F, y, w = normal_data
-    model = TorchPolyRegressor(degree=3, alpha=30.0, l1_ratio=1.0, early_stopping=True,
-                               random_state=0).fit(F[:, :2], y)
+    model = TorchPolyRegressor(
+        degree=3, alpha=30.0, l1_ratio=1.0, early_stopping=True, random_state=0
+    ).fit(F[:, :2], y)
     assert len(model.validation_scores_) == model.n_iter_ > 0

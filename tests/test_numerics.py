@@ -56,8 +56,14 @@ def _digits_each(coef, exact):
         (np.linspace(0.0, 1.0, 50), 8),
         (np.linspace(100.0, 200.0, 60), 4),
     ],
-    ids=["0..20-deg5", "1.5e5..3e6-deg2", "-9..-3-deg10", "1e3..1e3+10-deg3", "0..1-deg8",
-         "100..200-deg4"],
+    ids=[
+        "0..20-deg5",
+        "1.5e5..3e6-deg2",
+        "-9..-3-deg10",
+        "1e3..1e3+10-deg3",
+        "0..1-deg8",
+        "100..200-deg4",
+    ],
 )
 def test_raw_ill_conditioned_data_matches_exact_reference(x, degree, seed):
     """Every raw coefficient has at least numpy.polyfit's correct digits (exact reference)."""
@@ -342,10 +348,14 @@ def test_a_stream_whose_loss_grows_at_every_call_is_stopped_early():
             model.partial_fit(X, X[:, 0] ** 2 - X[:, 1])
 
 
-@pytest.mark.parametrize("loss, dtype, scale", [
-    ("absolute_error", "float32", 1e20), ("absolute_error", "float64", 1e-160),
-    ("huber", "float32", 1e20),
-])
+@pytest.mark.parametrize(
+    "loss, dtype, scale",
+    [
+        ("absolute_error", "float32", 1e20),
+        ("absolute_error", "float64", 1e-160),
+        ("huber", "float32", 1e20),
+    ],
+)
 def test_losses_linear_in_y_take_spreads_whose_square_would_not_fit(loss, dtype, scale):
     rng = np.random.default_rng(21)
     X = rng.standard_normal((100, 2))
@@ -378,8 +388,13 @@ def test_early_stopping_records_scores_and_restores_best():
     X = rng.uniform(-1, 1, (300, 1))
     y = np.sin(3 * X[:, 0]) + 0.3 * rng.standard_normal(300)
     model = TorchPolyRegressor(
-        degree=12, early_stopping=True, optimizer="adam", lr=0.05, max_iter=400,
-        n_iter_no_change=15, random_state=0,
+        degree=12,
+        early_stopping=True,
+        optimizer="adam",
+        lr=0.05,
+        max_iter=400,
+        n_iter_no_change=15,
+        random_state=0,
     ).fit(X, y)
     scores = model.validation_scores_
     assert len(scores) == model.n_iter_ < 400
@@ -404,7 +419,9 @@ def test_partial_fit_streaming_minibatch_huber_approaches_full_fit():
     X = rng.standard_normal((4000, 2))
     y = 1 + X[:, 0] - X[:, 1] ** 2 + 0.1 * rng.standard_normal(4000)
     full = TorchPolyRegressor(degree=2, loss="huber").fit(X, y)
-    stream = TorchPolyRegressor(degree=2, loss="huber", optimizer="adam", lr=0.01, batch_size=100, random_state=0)
+    stream = TorchPolyRegressor(
+        degree=2, loss="huber", optimizer="adam", lr=0.01, batch_size=100, random_state=0
+    )
     for _ in range(8):
         for rows in np.array_split(np.arange(4000), 20):
             stream.partial_fit(X[rows], y[rows])
@@ -416,7 +433,12 @@ def test_conditioning_off_reproduces_the_raw_tutorial_recipe():
     x = 5 * rng.standard_normal((20, 1))
     y = x[:, 0] ** 2 + 2 * x[:, 0] + 3
     raw = TorchPolyRegressor(
-        degree=2, optimizer="nadam", lr=0.01, max_iter=1000, tol=0, n_iter_no_change=1000,
+        degree=2,
+        optimizer="nadam",
+        lr=0.01,
+        max_iter=1000,
+        tol=0,
+        n_iter_no_change=1000,
         conditioning=False,
     )
     with warnings.catch_warnings():
@@ -475,8 +497,16 @@ def test_builtin_fast_paths_equal_the_generic_callable_path(loss, conditioning):
     def generic(y_pred, y_true, sample_weight):
         return builtin(y_pred, y_true, sample_weight / sample_weight.sum()).mean()
 
-    params = dict(degree=2, optimizer="adam", lr=0.01, max_iter=50, tol=0,
-                  n_iter_no_change=50, epsilon=0.5, conditioning=conditioning)
+    params = dict(
+        degree=2,
+        optimizer="adam",
+        lr=0.01,
+        max_iter=50,
+        tol=0,
+        n_iter_no_change=50,
+        epsilon=0.5,
+        conditioning=conditioning,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         fast = TorchPolyRegressor(loss=loss, **params).fit(X, y, sample_weight=w)
@@ -488,20 +518,30 @@ def test_builtin_fast_paths_equal_the_generic_callable_path(loss, conditioning):
     assert_allclose(fast.loss_curve_, slow.loss_curve_, rtol=rtol)
 
 
-@pytest.mark.parametrize("params", [
-    {}, {"loss": "huber"}, {"loss": "absolute_error"}, {"alpha": 3.0, "l1_ratio": 0.5},
-    {"loss": "huber", "alpha": 1.0}, {"optimizer": "sgd", "lr": 0.25},
-], ids=["squared", "huber", "absolute", "elastic-net", "huber-ridge", "sgd"])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"loss": "huber"},
+        {"loss": "absolute_error"},
+        {"alpha": 3.0, "l1_ratio": 0.5},
+        {"loss": "huber", "alpha": 1.0},
+        {"optimizer": "sgd", "lr": 0.25},
+    ],
+    ids=["squared", "huber", "absolute", "elastic-net", "huber-ridge", "sgd"],
+)
 def test_each_output_of_a_multi_output_fit_stops_where_its_own_fit_stops(params):
     # Outputs of very different scales and difficulty: one shared stopping rule would stop
     # the easy ones late and the hard ones early.
     rng = np.random.default_rng(21)
     X = rng.uniform(-2, 2, (300, 2))
-    Y = np.column_stack([
-        X[:, 0] ** 2 + 0.3 * rng.standard_t(2, 300),
-        1000 * (X[:, 1] - X[:, 0] * X[:, 1]) + 50 * rng.standard_t(2, 300),
-        1e-3 * (X[:, 0] + rng.standard_normal(300)),
-    ])
+    Y = np.column_stack(
+        [
+            X[:, 0] ** 2 + 0.3 * rng.standard_t(2, 300),
+            1000 * (X[:, 1] - X[:, 0] * X[:, 1]) + 50 * rng.standard_t(2, 300),
+            1e-3 * (X[:, 0] + rng.standard_normal(300)),
+        ]
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         joint = TorchPolyRegressor(**params).fit(X, Y)
@@ -509,5 +549,7 @@ def test_each_output_of_a_multi_output_fit_stops_where_its_own_fit_stops(params)
             alone = TorchPolyRegressor(**params).fit(X, Y[:, k])
             scale = np.abs(alone.coef_).max()
             assert_allclose(joint.coef_[k], alone.coef_, rtol=0, atol=1e-8 * scale)
-            assert joint.intercept_[k] == pytest.approx(alone.intercept_, rel=1e-8, abs=1e-8 * scale)
+            assert joint.intercept_[k] == pytest.approx(
+                alone.intercept_, rel=1e-8, abs=1e-8 * scale
+            )
             assert joint.n_iter_ >= alone.n_iter_

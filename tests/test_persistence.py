@@ -1,4 +1,4 @@
-"""Saving and loading: pickle, joblib, skops, models fitted on another device, versions (issue 7)."""
+"""Saving and loading: pickle, joblib, skops, models fitted on another device, versions."""
 
 import pickle
 import re
@@ -75,7 +75,9 @@ def _fit(name):
 
 
 def _X_for(est):
-    return pd.DataFrame(X, columns=est.feature_names_in_) if hasattr(est, "feature_names_in_") else X
+    return (
+        pd.DataFrame(X, columns=est.feature_names_in_) if hasattr(est, "feature_names_in_") else X
+    )
 
 
 def _Y_more_for(est):
@@ -119,8 +121,18 @@ def _load_quietly(round_trip, est, tmp_path):
 def _assert_same_model(loaded, est):
     assert type(loaded) is TorchPolyRegressor
     assert loaded.get_params() == est.get_params()
-    for name in ("coef_", "intercept_", "powers_", "n_iter_", "loss_curve_", "best_loss_",
-                 "n_features_in_", "device_", "validation_scores_", "best_validation_score_"):
+    for name in (
+        "coef_",
+        "intercept_",
+        "powers_",
+        "n_iter_",
+        "loss_curve_",
+        "best_loss_",
+        "n_features_in_",
+        "device_",
+        "validation_scores_",
+        "best_validation_score_",
+    ):
         assert_array_equal(np.asarray(getattr(loaded, name)), np.asarray(getattr(est, name)), name)
     assert_array_equal(loaded.get_feature_names_out(), est.get_feature_names_out())
     if hasattr(est, "feature_names_in_"):
@@ -154,7 +166,9 @@ def test_loaded_model_continues_partial_fit_exactly(model, round_trip, tmp_path)
 
 @pytest.mark.parametrize("round_trip", ROUND_TRIPS.values(), ids=ROUND_TRIPS.keys())
 def test_unfitted_estimator_round_trips(round_trip, tmp_path):
-    est = TorchPolyRegressor(degree=(2, 4), optimizer="adamw", optimizer_kwargs={"weight_decay": 0.0})
+    est = TorchPolyRegressor(
+        degree=(2, 4), optimizer="adamw", optimizer_kwargs={"weight_decay": 0.0}
+    )
     loaded = _load_quietly(round_trip, est, tmp_path)
     assert loaded.get_params() == est.get_params()
     assert not hasattr(loaded, "coef_")
@@ -220,7 +234,9 @@ def test_fitted_state_holds_no_torch_objects(model):
 @pytest.mark.parametrize("device", _absent_devices())
 @pytest.mark.parametrize("round_trip", ROUND_TRIPS.values(), ids=ROUND_TRIPS.keys())
 @pytest.mark.parametrize("model", ["default", "frame-multi-output", "huber-partial_fit"])
-def test_model_fitted_on_another_device_loads_and_predicts_here(model, round_trip, device, tmp_path):
+def test_model_fitted_on_another_device_loads_and_predicts_here(
+    model, round_trip, device, tmp_path
+):
     reference = _fit(model)
     # What a GPU fit leaves: the same arrays, with the device it ran on recorded.
     est = _fit(model).set_params(device=device.split(":")[0])
@@ -282,16 +298,21 @@ def test_loading_a_state_from_a_patch_release_works(round_trip, tmp_path):
 def test_a_0_1_state_is_refused_with_the_version_error():
     # 0.1 kept its fitted state in dicts and tuples (_theta, _partial, _terms); 0.2 in typed
     # records: such a state must be refused clearly, never half-loaded.
-    state = {"degree": 2, "_theta": np.zeros((3, 1)), "_partial": {"R": np.eye(4)},
-             "_autopoly_version": "0.1.0"}
+    state = {
+        "degree": 2,
+        "_theta": np.zeros((3, 1)),
+        "_partial": {"R": np.eye(4)},
+        "_autopoly_version": "0.1.0",
+    }
     est = TorchPolyRegressor.__new__(TorchPolyRegressor)
     with pytest.raises(ValueError, match=r"saved by autopoly 0\.1\.0.*Install autopoly==0\.1\.0"):
         est.__setstate__(state)
 
 
 def test_pickled_state_is_plain_numpy_and_python(tmp_path):
-    est = TorchPolyRegressor(loss="huber", batch_size=10, optimizer="adam", lr=0.05,
-                             random_state=0).partial_fit(X, Y)
+    est = TorchPolyRegressor(
+        loss="huber", batch_size=10, optimizer="adam", lr=0.05, random_state=0
+    ).partial_fit(X, Y)
     state = est.__getstate__()
 
     def plain(value):

@@ -85,7 +85,9 @@ def any_problem(draw):
 
 
 def _case(X, y, **params):
-    defaults = dict(degree=2, interaction_only=False, fit_intercept=True, dtype="float64", alpha=0.0)
+    defaults = dict(
+        degree=2, interaction_only=False, fit_intercept=True, dtype="float64", alpha=0.0
+    )
     return (np.asarray(X, dtype=float), np.asarray(y, dtype=float), None, {**defaults, **params})
 
 
@@ -95,8 +97,14 @@ def _case(X, y, **params):
 @example(_case([[0.0]], [0.0], degree=(2, 2), interaction_only=True, fit_intercept=False))
 @example(_case([[0.0], [1.0]], [0.0, 1.0], degree=(2, 3), interaction_only=True))
 @example(_case([[2.0**-20]], [1e-3], fit_intercept=False, dtype="float32", alpha=1.0))
-@example(_case(np.linspace(-1e-6, 1e-6, 30)[:, None], np.linspace(0, 1e-3, 30) ** 2,
-               dtype="float32", alpha=1.0))
+@example(
+    _case(
+        np.linspace(-1e-6, 1e-6, 30)[:, None],
+        np.linspace(0, 1e-3, 30) ** 2,
+        dtype="float32",
+        alpha=1.0,
+    )
+)
 def test_any_input_fits_and_predicts_finite_values(problem):
     X, y, sample_weight, params = problem
     est = TorchPolyRegressor(**params)
@@ -104,8 +112,9 @@ def test_any_input_fits_and_predicts_finite_values(problem):
         warnings.simplefilter("error")
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.simplefilter("ignore", RankDeficiencyWarning)
-        if _no_term_left(X.shape[1], params["degree"], params["interaction_only"],
-                         params["fit_intercept"]):
+        if _no_term_left(
+            X.shape[1], params["degree"], params["interaction_only"], params["fit_intercept"]
+        ):
             with pytest.raises(ValueError, match="no term to fit"):
                 est.fit(X, y, sample_weight=sample_weight)
             return
@@ -149,8 +158,9 @@ def well_conditioned_problem(draw):
     y += rng.uniform(-100, 100)
     y = y[:, 0] if n_outputs == 0 else y
     sample_weight = rng.uniform(0.5, 2.0, n_samples) if weighted else None
-    params = dict(degree=degree, interaction_only=interaction_only, fit_intercept=fit_intercept,
-                  dtype=dtype)
+    params = dict(
+        degree=degree, interaction_only=interaction_only, fit_intercept=fit_intercept, dtype=dtype
+    )
     return X, y, sample_weight, params
 
 
@@ -161,8 +171,9 @@ def _least_squares(X, y, sample_weight, params):
     ).fit_transform(X)
     A = np.c_[np.ones(len(X)), terms] if params["fit_intercept"] else terms
     root_w = np.ones(len(X)) if sample_weight is None else np.sqrt(sample_weight)
-    theta, *_ = np.linalg.lstsq(root_w[:, None] * A, root_w[:, None] * y.reshape(len(X), -1),
-                                rcond=None)
+    theta, *_ = np.linalg.lstsq(
+        root_w[:, None] * A, root_w[:, None] * y.reshape(len(X), -1), rcond=None
+    )
     return theta, (A @ theta).reshape(y.shape)
 
 
@@ -179,11 +190,15 @@ def test_fit_matches_exact_least_squares(problem):
     assert_allclose(est.predict(X), expected, rtol=0, atol=1e-8 * y_size)
     coef = np.reshape(est.coef_, (-1, theta.shape[1]) if y.ndim == 1 else est.coef_.shape)
     coef = coef.T if y.ndim == 2 else coef.reshape(-1, 1)
-    expected_coef = theta[int(params["fit_intercept"]):]
+    expected_coef = theta[int(params["fit_intercept"]) :]
     assert_allclose(coef, expected_coef, rtol=1e-6, atol=1e-8 * np.abs(theta).max())
     if params["fit_intercept"]:
-        assert_allclose(est.intercept_, theta[0].reshape(np.shape(est.intercept_)),
-                        rtol=1e-6, atol=1e-8 * y_size)
+        assert_allclose(
+            est.intercept_,
+            theta[0].reshape(np.shape(est.intercept_)),
+            rtol=1e-6,
+            atol=1e-8 * y_size,
+        )
 
 
 @BOUNDED
@@ -193,7 +208,8 @@ def test_partial_fit_over_chunks_equals_fit(problem, n_chunks):
     full = TorchPolyRegressor(**params).fit(X, y, sample_weight=sample_weight)
     est = TorchPolyRegressor(**params)
     for rows in np.array_split(np.arange(len(X)), n_chunks):
-        est.partial_fit(X[rows], y[rows],
-                        sample_weight=None if sample_weight is None else sample_weight[rows])
+        est.partial_fit(
+            X[rows], y[rows], sample_weight=None if sample_weight is None else sample_weight[rows]
+        )
     tol = 1e-5 if params["dtype"] == "float32" else 1e-8
     assert_allclose(est.predict(X), full.predict(X), rtol=0, atol=tol * np.abs(y).max())

@@ -51,9 +51,7 @@ def test_quantile_loss_reaches_the_highs_optimum(q, weighted):
     w = np.random.default_rng(2).uniform(0.2, 2.0, len(y)) if weighted else np.ones(len(y))
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)  # a certified optimum: no warning
-        model = TorchPolyRegressor(degree=3, loss="quantile", quantile=q).fit(
-            X, y, sample_weight=w
-        )
+        model = TorchPolyRegressor(degree=3, loss="quantile", quantile=q).fit(X, y, sample_weight=w)
     assert model.n_iter_ >= 1
     _check_against_highs(model, X, y, q, w, 3)
 
@@ -87,8 +85,9 @@ def test_multi_output_quantile_equals_single_output_fits():
 def test_quantile_on_tensors_equals_numpy():
     X, y = _problem(seed=6)
     ref = TorchPolyRegressor(loss="quantile", quantile=0.7).fit(X, y)
-    model = TorchPolyRegressor(loss="quantile", quantile=0.7).fit(torch.from_numpy(X),
-                                                                  torch.from_numpy(y))
+    model = TorchPolyRegressor(loss="quantile", quantile=0.7).fit(
+        torch.from_numpy(X), torch.from_numpy(y)
+    )
     assert_allclose(model.coef_, ref.coef_, rtol=1e-10, atol=1e-12)
 
 
@@ -99,6 +98,7 @@ def test_the_quantile_parameter_is_validated():
 
 
 # ----------------------------------------------------------- the vertex walk on its own
+
 
 def test_refine_certifies_the_lp_optimum_from_a_poor_start():
     rng = np.random.default_rng(8)
@@ -114,18 +114,21 @@ def test_refine_certifies_the_lp_optimum_from_a_poor_start():
         assert np.sum(np.abs(r) < 1e-12) >= p
         for _ in range(20):
             d = torch.from_numpy(rng.standard_normal(p)) * 1e-6
-            moved = torch.mean(torch.maximum(q * (t - B @ (result.V + d)),
-                                             (q - 1) * (t - B @ (result.V + d))))
+            moved = torch.mean(
+                torch.maximum(q * (t - B @ (result.V + d)), (q - 1) * (t - B @ (result.V + d)))
+            )
             assert float(moved) >= result.objective - 1e-15
 
 
 # An L1 penalty keeps the problem a linear program: QuantileRegressor's own penalty.
-@pytest.mark.parametrize("loss, q", [("quantile", 0.05), ("quantile", 0.5), ("quantile", 0.95),
-                                     ("absolute_error", 0.5)])
+@pytest.mark.parametrize(
+    "loss, q", [("quantile", 0.05), ("quantile", 0.5), ("quantile", 0.95), ("absolute_error", 0.5)]
+)
 @pytest.mark.parametrize("alpha", [1.0, 30.0, 1e4])
 def test_l1_penalty_reaches_the_highs_optimum_with_exact_zeros(loss, q, alpha):
     """``alpha`` maps to ``QuantileRegressor(alpha=alpha / sum(w))`` for the pinball loss and
-    to ``alpha / (2 * sum(w))`` for the absolute error (twice the pinball loss at 0.5)."""
+    to ``alpha / (2 * sum(w))`` for the absolute error (twice the pinball loss at 0.5).
+    """
     X, y = _problem(7)
     w = np.random.default_rng(8).uniform(0.5, 2, len(y))
     F = PolynomialFeatures(3, include_bias=False).fit_transform(X)

@@ -94,8 +94,11 @@ def test_warning_names_the_rank_and_the_terms():
     rng = np.random.default_rng(1)
     X = np.c_[rng.standard_normal((30, 2)), np.full(30, 4.0)]
     y = rng.standard_normal(30)
-    with pytest.warns(RankDeficiencyWarning, match=r"numerical rank 6 .*terms involved are "
-                      r"x2, x0 x2, x1 x2, x2\^2\. .*alpha > 0"):
+    with pytest.warns(
+        RankDeficiencyWarning,
+        match=r"numerical rank 6 .*terms involved are "
+        r"x2, x0 x2, x1 x2, x2\^2\. .*alpha > 0",
+    ):
         TorchPolyRegressor(degree=2).fit(X, y)
 
 
@@ -103,8 +106,12 @@ def _exact_min_norm(X, y, degree, dps=60):
     """LinearRegression's answer in exact arithmetic: centred, minimum-norm least squares."""
     mpmath.mp.dps = dps
     powers = PolynomialFeatures(degree, include_bias=False).fit(X).powers_
-    F = mpmath.matrix([[mpmath.fprod(mpmath.mpf(float(v)) ** int(p) for v, p in zip(row, pw))
-                        for pw in powers] for row in X])
+    F = mpmath.matrix(
+        [
+            [mpmath.fprod(mpmath.mpf(float(v)) ** int(p) for v, p in zip(row, pw)) for pw in powers]
+            for row in X
+        ]
+    )
     n, m = F.rows, F.cols
     means = [mpmath.fsum(F[i, j] for i in range(n)) / n for j in range(m)]
     y_mean = mpmath.fsum(mpmath.mpf(float(v)) for v in y) / n

@@ -48,7 +48,15 @@ def test_tutorial_task_recovers_true_coefficients(seed):
 
 @pytest.mark.parametrize(
     "degree, interaction_only",
-    [(1, False), (2, False), (3, False), ((2, 3), False), (3, True), ((0, 2), False), ((2, 2), True)],
+    [
+        (1, False),
+        (2, False),
+        (3, False),
+        ((2, 3), False),
+        (3, True),
+        ((0, 2), False),
+        ((2, 2), True),
+    ],
 )
 def test_terms_match_polynomial_features(rng, degree, interaction_only):
     X = rng.standard_normal((30, 3))
@@ -67,7 +75,13 @@ def test_feature_names_from_dataframe(rng):
     X = pd.DataFrame(rng.standard_normal((25, 2)), columns=["speed", "load"])
     model = TorchPolyRegressor(degree=2).fit(X, rng.standard_normal(25))
     assert_array_equal(model.feature_names_in_, ["speed", "load"])
-    assert list(model.get_feature_names_out()) == ["speed", "load", "speed^2", "speed load", "load^2"]
+    assert list(model.get_feature_names_out()) == [
+        "speed",
+        "load",
+        "speed^2",
+        "speed load",
+        "load^2",
+    ]
 
 
 @pytest.mark.parametrize("degree", [1, 2, 3, (2, 3)])
@@ -146,8 +160,16 @@ def test_pickle_round_trip(rng, loss):
 
 @pytest.mark.parametrize(
     "optimizer, lr",
-    [("lbfgs", 1.0), ("LBFGS", 0.1), ("sgd", 0.5), ("Adam", 0.05), ("adamw", 0.05), ("rmsprop", 0.01),
-     ("nadam", 0.05), (torch.optim.Adagrad, 0.5)],
+    [
+        ("lbfgs", 1.0),
+        ("LBFGS", 0.1),
+        ("sgd", 0.5),
+        ("Adam", 0.05),
+        ("adamw", 0.05),
+        ("rmsprop", 0.01),
+        ("nadam", 0.05),
+        (torch.optim.Adagrad, 0.5),
+    ],
 )
 def test_any_torch_optimizer(rng, optimizer, lr):
     X = rng.standard_normal((200, 2))
@@ -161,7 +183,9 @@ def test_any_torch_optimizer(rng, optimizer, lr):
 def test_optimizer_kwargs_are_passed(rng):
     X = rng.standard_normal((100, 1))
     y = X[:, 0] ** 2
-    model = TorchPolyRegressor(optimizer="sgd", lr=0.1, optimizer_kwargs={"momentum": 0.9}, max_iter=500)
+    model = TorchPolyRegressor(
+        optimizer="sgd", lr=0.1, optimizer_kwargs={"momentum": 0.9}, max_iter=500
+    )
     model.fit(X, y)
     assert model.score(X, y) > 0.9999
     with pytest.raises(ValueError, match="rejected optimizer_kwargs"):
@@ -172,7 +196,9 @@ def test_minibatch_fit_reaches_optimum(rng):
     X = rng.standard_normal((2000, 2))
     y = X[:, 0] * X[:, 1] + 0.01 * rng.standard_normal(2000)
     exact = TorchPolyRegressor(degree=2).fit(X, y)
-    mb = TorchPolyRegressor(degree=2, batch_size=64, optimizer="adam", lr=0.01, max_iter=60, random_state=0)
+    mb = TorchPolyRegressor(
+        degree=2, batch_size=64, optimizer="adam", lr=0.01, max_iter=60, random_state=0
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         mb.fit(X, y)

@@ -37,20 +37,24 @@ def test_a_full_batch_fit_draws_nothing_from_a_shared_random_state():
 
 def test_minibatches_and_early_stopping_do_draw():
     X, y = _data()
-    for params in ({"batch_size": 50, "optimizer": "adam", "lr": 0.05, "max_iter": 3},
-                   {"early_stopping": True}):
+    for params in (
+        {"batch_size": 50, "optimizer": "adam", "lr": 0.05, "max_iter": 3},
+        {"early_stopping": True},
+    ):
         state = np.random.RandomState(0)
         first = state.get_state()[2]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             TorchPolyRegressor(random_state=state, **params).fit(X, y)
         assert state.get_state()[2] != first or not np.array_equal(
-            state.get_state()[1], np.random.RandomState(0).get_state()[1])
+            state.get_state()[1], np.random.RandomState(0).get_state()[1]
+        )
 
 
 def test_ransac_draws_the_same_subsets_as_with_a_deterministic_estimator():
     """RANSACRegressor hands its RandomState to the base estimator: a fit that draws nothing
-    must leave RANSAC's subset sequence as it is with sklearn's LinearRegression."""
+    must leave RANSAC's subset sequence as it is with sklearn's LinearRegression.
+    """
     from sklearn.linear_model import LinearRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import PolynomialFeatures
@@ -60,8 +64,9 @@ def test_ransac_draws_the_same_subsets_as_with_a_deterministic_estimator():
     y = 1 + 2 * X[:, 0] - X[:, 0] ** 2 + 0.2 * rng.standard_normal(300)
     y[:30] += 15
     ours = RANSACRegressor(TorchPolyRegressor(degree=2), min_samples=10, random_state=0).fit(X, y)
-    ref = RANSACRegressor(make_pipeline(PolynomialFeatures(2), LinearRegression()), min_samples=10,
-                          random_state=0).fit(X, y)
+    ref = RANSACRegressor(
+        make_pipeline(PolynomialFeatures(2), LinearRegression()), min_samples=10, random_state=0
+    ).fit(X, y)
     assert ours.n_trials_ == ref.n_trials_
     assert np.array_equal(ours.inlier_mask_, ref.inlier_mask_)
 
@@ -79,8 +84,11 @@ def test_changing_the_optimizer_inside_a_stream_restarts_its_state_with_a_warnin
     X, y = _data()
     model = _stream(TorchPolyRegressor(loss="huber", optimizer="adam", lr=0.05), X, y, 2)
     model.set_params(optimizer="sgd", optimizer_kwargs={"momentum": 0.9}, lr=0.01)
-    with pytest.warns(UserWarning, match="optimizer changed within a partial_fit stream "
-                                         r"\(from Adam to SGD\)"):
+    with pytest.warns(
+        UserWarning,
+        match="optimizer changed within a partial_fit stream "
+        r"\(from Adam to SGD\)",
+    ):
         model.partial_fit(X, y)
     assert np.isfinite(model.coef_).all()
     # And back: the same class again resumes without a warning.
@@ -111,7 +119,8 @@ def test_changed_lr_and_kwargs_take_effect_inside_a_stream():
 def test_a_tiny_first_batch_no_longer_spoils_a_row_wise_stream(loss, first):
     """400 rows: a first call on 1 or 5 rows, then 10 epochs over the rest in 4 batches with
     Adam (lr=0.05). The whitening is refined from all rows seen, so the stream ends within
-    0.01 of fit's R^2 (it ended at R^2 = -847 and -601)."""
+    0.01 of fit's R^2 (it ended at R^2 = -847 and -601).
+    """
     rng = np.random.default_rng(0)
     X = rng.uniform(-3, 3, (400, 2))
     y = 1 + X[:, 0] - 0.5 * X[:, 1] ** 2 + 0.3 * X[:, 0] * X[:, 1] + 0.1 * rng.standard_normal(400)
@@ -168,8 +177,11 @@ def test_zero_weight_rows_are_as_good_as_absent():
         for loss in ("squared_error", "huber"):
             for Xi, yi in ((X_far, y), (X, y_far)):
                 model = TorchPolyRegressor(loss=loss).fit(Xi, yi, sample_weight=w)
-                ref = absent if loss == "squared_error" else TorchPolyRegressor(loss=loss).fit(
-                    np.delete(X, 3, 0), np.delete(y, 3))
+                ref = (
+                    absent
+                    if loss == "squared_error"
+                    else TorchPolyRegressor(loss=loss).fit(np.delete(X, 3, 0), np.delete(y, 3))
+                )
                 assert_allclose(model.coef_, ref.coef_, rtol=0, atol=1e-12)
 
 
@@ -185,8 +197,11 @@ def test_non_finite_values_under_assume_finite_are_named(where, value):
         y[5] = value
     column = 1 if where == "X" else 0
     with sklearn.config_context(assume_finite=True):
-        with pytest.raises(ValueError, match=rf"{where} contains NaN or infinity \(first in "
-                                             rf"column {column}\).*assume_finite=True"):
+        with pytest.raises(
+            ValueError,
+            match=rf"{where} contains NaN or infinity \(first in "
+            rf"column {column}\).*assume_finite=True",
+        ):
             TorchPolyRegressor().fit(X, y)
 
 
@@ -205,7 +220,8 @@ def test_feature_selectors_work_with_per_input_importances():
     assert importances[[0, 2]].min() > 10 * importances[[1, 3]].max()
     selector = SelectFromModel(TorchPolyRegressor(), importance_getter="feature_importances_")
     assert selector.fit(X, y).get_support().tolist() == [True, False, True, False]
-    rfe = RFE(TorchPolyRegressor(), n_features_to_select=2,
-              importance_getter="feature_importances_").fit(X, y)
+    rfe = RFE(
+        TorchPolyRegressor(), n_features_to_select=2, importance_getter="feature_importances_"
+    ).fit(X, y)
     assert rfe.support_.tolist() == [True, False, True, False]
     assert rfe.transform(X).shape == (300, 2)

@@ -1,5 +1,6 @@
 """Torch tensors in and out: fits on tensors equal the NumPy fits, rows stay on their device,
-bad tensors get the arrays' messages, and array-API dispatch returns tensors."""
+bad tensors get the arrays' messages, and array-API dispatch returns tensors.
+"""
 
 import warnings
 
@@ -18,9 +19,9 @@ cuda_only = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA")
 def _problem(n=200, n_features=2, n_outputs=1, seed=0):
     rng = np.random.default_rng(seed)
     X = 3 * rng.standard_normal((n, n_features)) + 5
-    Y = np.column_stack([
-        X[:, 0] ** 2 - (k + 1) * X[:, -1] + 0.1 * rng.standard_normal(n) for k in range(n_outputs)
-    ])
+    Y = np.column_stack(
+        [X[:, 0] ** 2 - (k + 1) * X[:, -1] + 0.1 * rng.standard_normal(n) for k in range(n_outputs)]
+    )
     w = rng.uniform(0.5, 2.0, n)
     return X, (Y[:, 0] if n_outputs == 1 else Y), w
 
@@ -35,8 +36,13 @@ PARAMS = {
     "default": {},
     "ridge": {"alpha": 3.0},
     "huber": {"loss": "huber", "epsilon": 0.5},
-    "adam-minibatch": {"optimizer": "adam", "lr": 0.05, "batch_size": 32, "max_iter": 30,
-                       "random_state": 0},
+    "adam-minibatch": {
+        "optimizer": "adam",
+        "lr": 0.05,
+        "batch_size": 32,
+        "max_iter": 30,
+        "random_state": 0,
+    },
     "early-stopping": {"early_stopping": True, "random_state": 0},
     "raw": {"conditioning": False, "max_iter": 30},
 }
@@ -68,8 +74,9 @@ def test_fit_on_float32_tensors_equals_the_numpy_float32_fit():
         _same_fit(model, ref, rtol=1e-12)
 
 
-@pytest.mark.parametrize("dtype", [torch.int32, torch.int64, torch.bool, torch.float16,
-                                   torch.bfloat16])
+@pytest.mark.parametrize(
+    "dtype", [torch.int32, torch.int64, torch.bool, torch.float16, torch.bfloat16]
+)
 def test_other_dtypes_fit_as_their_float64_values(dtype):
     rng = np.random.default_rng(1)
     X = torch.from_numpy(rng.integers(0, 2 if dtype == torch.bool else 6, (60, 2))).to(dtype)
@@ -91,7 +98,8 @@ def test_non_contiguous_and_sliced_tensors():
     every_other = torch.from_numpy(X)[::2]
     assert_allclose(
         TorchPolyRegressor().fit(every_other, torch.from_numpy(y)[::2]).coef_,
-        TorchPolyRegressor().fit(X[::2], y[::2]).coef_, rtol=1e-12,
+        TorchPolyRegressor().fit(X[::2], y[::2]).coef_,
+        rtol=1e-12,
     )
 
 
@@ -116,8 +124,7 @@ def test_partial_fit_and_warm_start_on_tensors_equal_numpy():
     _same_fit(stream, ref, rtol=1e-12)
     assert_allclose(stream.coef_, TorchPolyRegressor().fit(X, y).coef_, rtol=1e-9)
     warm = TorchPolyRegressor(warm_start=True).fit(Xt[:150], yt[:150]).fit(Xt, yt)
-    _same_fit(warm, TorchPolyRegressor(warm_start=True).fit(X[:150], y[:150]).fit(X, y),
-              rtol=1e-12)
+    _same_fit(warm, TorchPolyRegressor(warm_start=True).fit(X[:150], y[:150]).fit(X, y), rtol=1e-12)
 
 
 def test_partial_fit_epochs_on_tensors_equal_numpy():
@@ -136,8 +143,11 @@ def test_score_on_tensors_equals_numpy_score():
     model = TorchPolyRegressor().fit(X, y)
     for weights in (None, w):
         expected = model.score(X, y, sample_weight=weights)
-        got = model.score(torch.from_numpy(X), torch.from_numpy(y),
-                          sample_weight=None if weights is None else torch.from_numpy(weights))
+        got = model.score(
+            torch.from_numpy(X),
+            torch.from_numpy(y),
+            sample_weight=None if weights is None else torch.from_numpy(weights),
+        )
         assert isinstance(got, float)
         assert got == pytest.approx(expected, rel=1e-12)
     constant = np.full(len(X), 2.0)
@@ -190,16 +200,35 @@ def test_device_auto_follows_the_tensor():
 # ------------------------------------------------------------------------- bad tensors
 
 BAD = {
-    "nan": (lambda X, y: (X.index_put((torch.tensor([3]), torch.tensor([1])),
-                                      torch.tensor(float("nan"), dtype=X.dtype)), y),
-            ValueError, r"Input X contains NaN \(first at row 3, column 1\).*drop those rows"),
-    "inf-y": (lambda X, y: (X, y.index_put((torch.tensor([5]),),
-                                           torch.tensor(float("inf"), dtype=y.dtype))),
-              ValueError, r"Input y contains infinity \(first at row 5\)"),
-    "1d-X": (lambda X, y: (X[:, 0], y), ValueError, r"Expected a 2D tensor for X.*reshape\(-1, 1\)"),
+    "nan": (
+        lambda X, y: (
+            X.index_put(
+                (torch.tensor([3]), torch.tensor([1])), torch.tensor(float("nan"), dtype=X.dtype)
+            ),
+            y,
+        ),
+        ValueError,
+        r"Input X contains NaN \(first at row 3, column 1\).*drop those rows",
+    ),
+    "inf-y": (
+        lambda X, y: (
+            X,
+            y.index_put((torch.tensor([5]),), torch.tensor(float("inf"), dtype=y.dtype)),
+        ),
+        ValueError,
+        r"Input y contains infinity \(first at row 5\)",
+    ),
+    "1d-X": (
+        lambda X, y: (X[:, 0], y),
+        ValueError,
+        r"Expected a 2D tensor for X.*reshape\(-1, 1\)",
+    ),
     "3d-X": (lambda X, y: (X[:, :, None], y), ValueError, r"Expected a 2D tensor for X"),
-    "complex": (lambda X, y: (X.to(torch.complex128), y), ValueError,
-                r"Complex data not supported: X has complex values.*X\.real"),
+    "complex": (
+        lambda X, y: (X.to(torch.complex128), y),
+        ValueError,
+        r"Complex data not supported: X has complex values.*X\.real",
+    ),
     "sparse": (lambda X, y: (X.to_sparse(), y), ValueError, r"sparse torch tensor.*to_dense\(\)"),
     "no-rows": (lambda X, y: (X[:0], y[:0]), ValueError, r"0 sample\(s\).*minimum of 1"),
     "length": (lambda X, y: (X, y[:-2]), ValueError, r"X has 40 samples but y has 38"),
@@ -225,13 +254,21 @@ def test_bad_sample_weights_on_tensors():
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
     w = torch.ones(40, dtype=torch.float64)
     with pytest.raises(ValueError, match=r"negative values \(first at index 7"):
-        TorchPolyRegressor().fit(Xt, yt, sample_weight=w.index_put((torch.tensor([7]),),
-                                                                   torch.tensor(-1.0, dtype=w.dtype)))
+        TorchPolyRegressor().fit(
+            Xt,
+            yt,
+            sample_weight=w.index_put((torch.tensor([7]),), torch.tensor(-1.0, dtype=w.dtype)),
+        )
     with pytest.raises(ValueError, match=r"sample_weight has 39 entries but X has 40 samples"):
         TorchPolyRegressor().fit(Xt, yt, sample_weight=w[:39])
     with pytest.raises(ValueError, match=r"Input sample_weight contains NaN \(first at row 2\)"):
-        TorchPolyRegressor().fit(Xt, yt, sample_weight=w.index_put(
-            (torch.tensor([2]),), torch.tensor(float("nan"), dtype=w.dtype)))
+        TorchPolyRegressor().fit(
+            Xt,
+            yt,
+            sample_weight=w.index_put(
+                (torch.tensor([2]),), torch.tensor(float("nan"), dtype=w.dtype)
+            ),
+        )
     with pytest.raises(ValueError, match="at least one non-zero"):
         TorchPolyRegressor().fit(Xt, yt, sample_weight=torch.zeros(40))
 
@@ -246,6 +283,7 @@ def test_predict_checks_tensors_like_arrays():
 
 
 # ------------------------------------------------------- rows never copied to the host
+
 
 @pytest.fixture
 def host_copies(monkeypatch):
@@ -273,9 +311,11 @@ def host_copies(monkeypatch):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("params", [{}, {"loss": "huber"}, {"early_stopping": True,
-                                                           "random_state": 0}],
-                         ids=["squared", "huber", "early-stopping"])
+@pytest.mark.parametrize(
+    "params",
+    [{}, {"loss": "huber"}, {"early_stopping": True, "random_state": 0}],
+    ids=["squared", "huber", "early-stopping"],
+)
 def test_tensor_rows_never_leave_their_device(device, params, host_copies):
     n = 5_000
     X, y, w = _problem(n=n)
@@ -294,20 +334,23 @@ def test_tensor_rows_never_leave_their_device(device, params, host_copies):
 def test_cuda_tensors_fit_on_cuda_and_equal_the_cpu_fit():
     X, y, _ = _problem(n=2_000)
     ref = TorchPolyRegressor().fit(X, y)
-    model = TorchPolyRegressor(device="auto").fit(torch.from_numpy(X).cuda(),
-                                                  torch.from_numpy(y).cuda())
+    model = TorchPolyRegressor(device="auto").fit(
+        torch.from_numpy(X).cuda(), torch.from_numpy(y).cuda()
+    )
     assert model.device_.startswith("cuda")
     assert_allclose(model.coef_, ref.coef_, rtol=1e-9, atol=1e-9)
     pred = model.predict(torch.from_numpy(X).cuda())
     assert isinstance(pred, np.ndarray)
     # An explicit device="cpu" takes one documented copy of the rows and fits on the CPU.
-    on_cpu = TorchPolyRegressor(device="cpu").fit(torch.from_numpy(X).cuda(),
-                                                  torch.from_numpy(y).cuda())
+    on_cpu = TorchPolyRegressor(device="cpu").fit(
+        torch.from_numpy(X).cuda(), torch.from_numpy(y).cuda()
+    )
     assert on_cpu.device_ == "cpu"
     assert_allclose(on_cpu.coef_, ref.coef_, rtol=1e-12)
 
 
 # ------------------------------------------ score, mixed inputs and contexts (review)
+
 
 def test_score_on_tensors_validates_like_the_numpy_score():
     X, y, w = _problem(n=50)
@@ -339,8 +382,11 @@ def test_numpy_targets_beside_a_tensor_x_convert_as_sklearn_converts_them():
     X, y, w = _problem(n=50)
     Xt = torch.from_numpy(X)
     ref = TorchPolyRegressor().fit(X[::-1], y[::-1], sample_weight=w[::-1])
-    _same_fit(TorchPolyRegressor().fit(torch.flip(Xt, [0]), y[::-1], sample_weight=w[::-1]),
-              ref, rtol=1e-12)
+    _same_fit(
+        TorchPolyRegressor().fit(torch.flip(Xt, [0]), y[::-1], sample_weight=w[::-1]),
+        ref,
+        rtol=1e-12,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no "non-writable NumPy array" warning from torch
         series = TorchPolyRegressor().fit(Xt, pd.Series(y))

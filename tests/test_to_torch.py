@@ -40,8 +40,10 @@ def fit(config, seed=0, n_samples=200):
     X = rng.uniform(lo, hi, size=(n_samples, n_features))
     u = (X - lo) / (hi - lo)  # a target of unit size whatever the input range
     Y = np.column_stack(
-        [1 + (k + 1) * u.sum(axis=1) - u[:, 0] ** 2 * u[:, -1] + 2 * np.prod(u, axis=1)
-         for k in range(n_outputs)]
+        [
+            1 + (k + 1) * u.sum(axis=1) - u[:, 0] ** 2 * u[:, -1] + 2 * np.prod(u, axis=1)
+            for k in range(n_outputs)
+        ]
     ) + 0.01 * rng.standard_normal((n_samples, n_outputs))
     model = TorchPolyRegressor(
         degree=degree, interaction_only=interaction_only, fit_intercept=fit_intercept
@@ -91,9 +93,16 @@ def test_module_matches_predict(config):
 
 
 @pytest.mark.parametrize(
-    "config", ["cubic-2-features", "cubic-3-features-2-outputs", "degree-2-to-4-2-outputs",
-               "no-intercept-2-outputs", "interaction-only", "raw-unscaled-inputs",
-               "raw-unscaled-2-outputs"],
+    "config",
+    [
+        "cubic-2-features",
+        "cubic-3-features-2-outputs",
+        "degree-2-to-4-2-outputs",
+        "no-intercept-2-outputs",
+        "interaction-only",
+        "raw-unscaled-inputs",
+        "raw-unscaled-2-outputs",
+    ],
 )
 def test_input_gradient_matches_analytic_derivative(config):
     model, X = fit(config)
@@ -113,15 +122,18 @@ def test_input_gradient_matches_analytic_derivative(config):
 
     x = torch.tensor(X, requires_grad=True)
     out = module(x)
-    rows = [torch.autograd.grad(out.reshape(len(X), -1)[:, k].sum(), x, retain_graph=True)[0]
-            for k in range(module.n_outputs)]
+    rows = [
+        torch.autograd.grad(out.reshape(len(X), -1)[:, k].sum(), x, retain_graph=True)[0]
+        for k in range(module.n_outputs)
+    ]
     autograd = torch.stack(rows, dim=1).numpy()  # (n, n_outputs, n_features)
     assert np.isfinite(autograd).all()
     assert_allclose(autograd, expected, rtol=1e-10, atol=atol)
 
     per_row = torch.func.vmap(torch.func.jacrev(module))(torch.as_tensor(X)).numpy()
-    assert per_row.shape == ((len(X), X.shape[1]) if model.coef_.ndim == 1
-                             else (len(X), module.n_outputs, X.shape[1]))
+    assert per_row.shape == (
+        (len(X), X.shape[1]) if model.coef_.ndim == 1 else (len(X), module.n_outputs, X.shape[1])
+    )
     assert_allclose(per_row.reshape(autograd.shape), autograd, rtol=1e-14, atol=0)
 
 
@@ -133,12 +145,18 @@ def test_second_derivative_at_offset_is_finite_and_exact():
     hessian = torch.func.hessian(module)(x0).numpy()
     coef = dict(zip(map(tuple, model.powers_), model.coef_))
     x, y = x0.numpy()
-    expected = np.array([
-        [2 * coef[2, 0] + 6 * coef[3, 0] * x + 2 * coef[2, 1] * y,
-         coef[1, 1] + 2 * coef[2, 1] * x + 2 * coef[1, 2] * y],
-        [coef[1, 1] + 2 * coef[2, 1] * x + 2 * coef[1, 2] * y,
-         2 * coef[0, 2] + 2 * coef[1, 2] * x + 6 * coef[0, 3] * y],
-    ])
+    expected = np.array(
+        [
+            [
+                2 * coef[2, 0] + 6 * coef[3, 0] * x + 2 * coef[2, 1] * y,
+                coef[1, 1] + 2 * coef[2, 1] * x + 2 * coef[1, 2] * y,
+            ],
+            [
+                coef[1, 1] + 2 * coef[2, 1] * x + 2 * coef[1, 2] * y,
+                2 * coef[0, 2] + 2 * coef[1, 2] * x + 6 * coef[0, 3] * y,
+            ],
+        ]
+    )
     assert_allclose(hessian, expected, rtol=1e-9, atol=1e-9 * np.abs(expected).max())
 
 
@@ -220,8 +238,11 @@ def test_loaded_powers_decide_the_terms():
     module = model.to_torch()
     n_terms, n_features = module.powers.shape
     fresh = PolynomialModule(
-        np.eye(n_terms, n_features, dtype=np.int64), np.zeros((n_terms + 1, 1)),
-        np.zeros(n_features), np.ones(n_features), single_output=True,
+        np.eye(n_terms, n_features, dtype=np.int64),
+        np.zeros((n_terms + 1, 1)),
+        np.zeros(n_features),
+        np.ones(n_features),
+        single_output=True,
     )
     fresh.load_state_dict(module.state_dict())
     x = torch.as_tensor(X)

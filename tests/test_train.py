@@ -84,8 +84,14 @@ def _settings(**changes):
 
 def _train(V, objective, optimizer, generator=None, validation=None, **changes):
     kw = dict(lr=optimizer.defaults["lr"], max_iter=100, tol=1e-6, n_iter_no_change=5)
-    return train(V, objective, optimizer, LoopSettings(**{**kw, **changes}),
-                 generator=generator, validation=validation)
+    return train(
+        V,
+        objective,
+        optimizer,
+        LoopSettings(**{**kw, **changes}),
+        generator=generator,
+        validation=validation,
+    )
 
 
 # ------------------------------------------------------------------------ settings and step
@@ -385,7 +391,11 @@ def test_train_returns_the_best_parameters_not_the_last():
 def test_train_without_keep_best_returns_the_last_step():
     V = _params([0.0])
     result = _train(
-        V, Quadratic([1.0]), Scripted(V, [0.9, 3.0, 1.5, 4.0]), max_iter=4, tol=0.0,
+        V,
+        Quadratic([1.0]),
+        Scripted(V, [0.9, 3.0, 1.5, 4.0]),
+        max_iter=4,
+        tol=0.0,
         keep_best=False,
     )
     assert V.item() == 4.0 and result.best_loss == pytest.approx(0.03)
@@ -401,8 +411,14 @@ def test_train_on_minibatches_stops_on_the_epoch_loss():
     A = torch.linspace(-1, 1, 16).reshape(-1, 1)
     V = _params([0.0])
     result = _train(
-        V, LeastSquares(A, 2 * A), torch.optim.SGD([V], lr=0.5), batch_size=5, n_rows=16,
-        generator=torch.Generator().manual_seed(0), tol=1e-4, n_iter_no_change=2,
+        V,
+        LeastSquares(A, 2 * A),
+        torch.optim.SGD([V], lr=0.5),
+        batch_size=5,
+        n_rows=16,
+        generator=torch.Generator().manual_seed(0),
+        tol=1e-4,
+        n_iter_no_change=2,
     )
     assert result.converged and result.n_iter < 100
     assert result.stalled_gradient is None and result.validation_scores == []
@@ -411,8 +427,14 @@ def test_train_on_minibatches_stops_on_the_epoch_loss():
 
 def test_train_prints_progress_and_the_stalled_state(capsys):
     V = _params([0.0, 0.0])
-    result = _train(V, Quadratic([1.0, -2.0]), torch.optim.SGD([V], lr=1.0), verbose=1,
-                    smooth=True, n_iter_no_change=12)
+    result = _train(
+        V,
+        Quadratic([1.0, -2.0]),
+        torch.optim.SGD([V], lr=1.0),
+        verbose=1,
+        smooth=True,
+        n_iter_no_change=12,
+    )
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(",")[0] for line in lines[:-1]] == ["Iteration 1", "Iteration 10"]
     assert lines[-1] == (

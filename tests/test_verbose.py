@@ -70,12 +70,13 @@ def test_verbose_2_without_tqdm_still_prints_lines(capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "tqdm.auto", None)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        TorchPolyRegressor(verbose=2, optimizer="adam", lr=0.05, max_iter=20, tol=0.0).fit(
-            *_data()
-        )
+        TorchPolyRegressor(verbose=2, optimizer="adam", lr=0.05, max_iter=20, tol=0.0).fit(*_data())
     captured = capsys.readouterr()
-    hints = [str(w.message) for w in caught if issubclass(w.category, UserWarning)
-             and "tqdm, which is not installed" in str(w.message)]
+    hints = [
+        str(w.message)
+        for w in caught
+        if issubclass(w.category, UserWarning) and "tqdm, which is not installed" in str(w.message)
+    ]
     assert len(hints) == 1 and "pip install tqdm" in hints[0]
     assert captured.err == ""
     assert "Iteration 20, loss = " in captured.out
@@ -90,9 +91,7 @@ def test_verbose_2_lines_are_written_above_the_bar_not_into_it(monkeypatch):
     monkeypatch.setattr(sys, "stderr", terminal)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        TorchPolyRegressor(verbose=2, optimizer="adam", lr=0.05, max_iter=20, tol=0.0).fit(
-            *_data()
-        )
+        TorchPolyRegressor(verbose=2, optimizer="adam", lr=0.05, max_iter=20, tol=0.0).fit(*_data())
     pieces = re.split(r"[\r\n]", terminal.getvalue())
     lines = [piece for piece in pieces if "Iteration" in piece]
     assert len(lines) == 3, pieces  # iterations 1, 10 and 20
