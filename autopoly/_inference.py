@@ -217,32 +217,38 @@ class InferenceMixin:
         """Why the least-squares formulas do not apply to this fit (None when they do)."""
         stream = self._stream
         refit = "Refit with the defaults for these statistics"
-        if not (isinstance(self.loss, str) and self.loss == "squared_error"):
+        # The settings of the fit itself (a set_params since then changes nothing here).
+        fitted_with = getattr(self, "_fitted_with", {})
+        loss, alpha, conditioning, early_stopping, batch_size = (
+            fitted_with.get(name, getattr(self, name))
+            for name in ("loss", "alpha", "conditioning", "early_stopping", "batch_size")
+        )
+        if not (isinstance(loss, str) and loss == "squared_error"):
             return (
-                f"it was fitted with loss={self.loss!r}, whose coefficients are not the "
+                f"it was fitted with loss={loss!r}, whose coefficients are not the "
                 "least-squares solution, so their covariance is not s**2 * inv(X.T W X). "
                 f"{refit} (loss='squared_error')."
             )
-        if self.alpha != 0:
+        if alpha != 0:
             return (
-                f"alpha={self.alpha!r} penalizes the coefficients, which shrinks them towards "
+                f"alpha={alpha!r} penalizes the coefficients, which shrinks them towards "
                 "zero (a biased estimate whose covariance is not s**2 * inv(X.T W X)). "
                 f"{refit} (alpha=0)."
             )
-        if not stream.conditioned or not self.conditioning:
+        if not stream.conditioned or not conditioning:
             return (
                 "conditioning=False fits the raw coefficients by optimizer steps on the rows, "
                 "which stop short of the least-squares optimum on polynomial terms. Refit with "
                 "conditioning=True (the default)."
             )
-        if self.early_stopping:
+        if early_stopping:
             return (
                 "early_stopping=True stops on held-out rows before the least-squares optimum "
                 f"and leaves those rows out of the statistics. {refit} (early_stopping=False)."
             )
-        if self.batch_size is not None:
+        if batch_size is not None:
             return (
-                f"batch_size={self.batch_size!r} takes mini-batch steps, which stop short of "
+                f"batch_size={batch_size!r} takes mini-batch steps, which stop short of "
                 f"the least-squares optimum. {refit} (batch_size=None)."
             )
         if not stream.complete:

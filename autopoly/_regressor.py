@@ -398,6 +398,14 @@ class TorchPolyRegressor(InferenceMixin, RegressorMixin, BaseEstimator):
             del self.scale_
         self._fitted = fitted
         self._stream = outcome.stream
+        # What the inference methods must know of the fit itself, whatever set_params says.
+        self._fitted_with = {
+            "loss": spec.loss_name,
+            "alpha": spec.alpha,
+            "conditioning": spec.conditioning,
+            "early_stopping": spec.early_stopping,
+            "batch_size": spec.batch_size,
+        }
         self._autopoly_version = __version__
         if source_device is not None and get_config()["array_api_dispatch"]:
             # sklearn's array-API convention: attributes in the input's namespace and device.

@@ -520,7 +520,8 @@ def test_incomplete_stream_is_refused():
     model = TorchPolyRegressor(degree=2, loss="huber")
     model.partial_fit(X[:40], Y[:40, 0]).partial_fit(X[40:], Y[40:, 0])
     model.set_params(loss="squared_error")  # the coefficients are still the epochs'
-    with pytest.raises(ValueError, match="partial_fit stream took optimizer epochs"):
+    # Refused by what the fit was (its loss), whatever set_params says now.
+    with pytest.raises(ValueError, match="fitted with loss='huber'"):
         model.std_errors()
 
 
@@ -573,3 +574,20 @@ def test_exact_fit_has_zero_errors_and_unit_r2():
     assert np.all(model.std_errors() < 1e-12)
     assert_allclose(model._fit_statistics(ls)["r2"], 1.0, rtol=1e-12)
     assert "intercept" in model.summary()
+
+
+def test_refusals_follow_the_fit_not_later_set_params():
+    """A model fitted with early stopping stays refused after set_params(early_stopping=False),
+    and a least-squares fit stays accepted after set_params(loss='huber').
+    """
+    rng = np.random.default_rng(11)
+    X = rng.standard_normal((80, 2))
+    y = 1 + X[:, 0] + 0.1 * rng.standard_normal(80)
+    stopped = TorchPolyRegressor(early_stopping=True, random_state=0).fit(X, y)
+    stopped.set_params(early_stopping=False)
+    with pytest.raises(ValueError, match="early_stopping=True"):
+        stopped.std_errors()
+    exact = TorchPolyRegressor().fit(X, y)
+    before = exact.std_errors()
+    exact.set_params(loss="huber")
+    np.testing.assert_array_equal(exact.std_errors(), before)
