@@ -408,6 +408,21 @@ def polyfit_rows(repeat, quick):
     return rows, worst
 
 
+def plot(path, rows):
+    """Time ratio to the reference per problem (log scale; 1 = as fast)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 0.28 * len(rows) + 1))
+    labels = [r["problem"] for r in rows]
+    ax.barh(range(len(rows)), [r["time ratio"] for r in rows], color="tab:blue")
+    ax.axvline(1.0, color="black", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_yticks(range(len(rows)), labels, fontsize=6)
+    ax.invert_yaxis()
+    ax.set_xlabel("autopoly time / reference time")
+    C.save_figure(fig, path)
+
+
 def main():
     args, device, out, env = C.start(__doc__)
     quick = args.quick
@@ -502,6 +517,7 @@ def main():
     C.write_csv(out / "bench_solvers_targets.csv", *C.targets_table(targets))
     C.write_csv(out / "bench_solvers.csv", header, table)
     C.dump_json(out / "bench_solvers.json", {"env": env, "targets": targets, "rows": rows})
+    plot(out / "bench_solvers.png", rows)
     print("\n".join(md))
     C.finish(checks)
 
