@@ -93,11 +93,6 @@ class ChunkedQR:
         else:
             self.R = torch.linalg.qr(torch.cat([self.R, R_rows]), mode="r").R
 
-    def merge(self, other):
-        """Combine with a factor computed elsewhere (another chunk, another worker)."""
-        if other.R is not None:
-            self.update(other.R)
-
     def square(self, n_cols):
         """The factor padded with zero rows to ``(n_cols, n_cols)``."""
         R = self.R

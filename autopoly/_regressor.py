@@ -24,8 +24,10 @@ from ._threads import in_pool_thread, task_threads
 from ._validation import fit_data, predict_data, targets_on
 from ._version import __version__
 
-# Problems with fewer design entries than this run on one torch thread.
-SMALL_PROBLEM = 2**21
+# Problems with at most this many design entries run on one torch thread (the thread policy
+# only; the Gram-or-QR route of the statistics has its own threshold,
+# autopoly._fitting.GRAM_ROUTE_ENTRIES).
+ONE_THREAD_ENTRIES = 2**21
 # Fitted attributes that are arrays (the ones array-API dispatch puts on the input's device).
 _ARRAY_ATTRIBUTES = ("coef_", "intercept_", "powers_")
 
@@ -305,7 +307,7 @@ class TorchPolyRegressor(InferenceMixin, RegressorMixin, BaseEstimator):
         more than it saves, and far more when the cores are shared with other processes.
         """
         size = source.n_rows * (spec.terms.n_terms(source.n_features) + 1)
-        return task_threads(in_pool_thread() or size <= SMALL_PROBLEM)
+        return task_threads(in_pool_thread() or size <= ONE_THREAD_ENTRIES)
 
     def _check_continuation(self, spec, how):
         """A warm start or a streamed update continues the fitted terms: they must not change."""
@@ -519,7 +521,7 @@ class TorchPolyRegressor(InferenceMixin, RegressorMixin, BaseEstimator):
             return _dask.predict(self, X)
         X = predict_data(self, X)
         size = X.shape[0] * X.shape[1] * self._fitted.theta.shape[0]
-        with task_threads(in_pool_thread() or size <= SMALL_PROBLEM):
+        with task_threads(in_pool_thread() or size <= ONE_THREAD_ENTRIES):
             # The fitted terms, not the current parameters: a failed refit may have changed those.
             out = fitting.predict(self._fitted, X)
         if isinstance(out, torch.Tensor) and not get_config()["array_api_dispatch"]:

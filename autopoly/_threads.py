@@ -85,12 +85,15 @@ def task_threads(limit=True):
 
 
 def fit_threads():
-    """The guard around a fit: one torch thread on a joblib threading-backend pool thread.
+    """One torch thread on a joblib threading-backend pool thread, the default elsewhere.
+
+    The estimator applies the same rule (with its size threshold) itself; this is the rule
+    alone, for benchmarks and tests that run fits in pools.
 
     Returns
     -------
     context : context manager
-        Use as ``with fit_threads(): ...`` around the body of ``fit`` and ``partial_fit``.
+        Use as ``with fit_threads(): ...``.
     """
     return task_threads(in_pool_thread())
 

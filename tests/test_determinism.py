@@ -1,4 +1,4 @@
-"""Same ``random_state``, same bits on the CPU; threads give what a loop gives (issue 7)."""
+"""Same ``random_state``, same bits on the CPU; threads give what a loop gives."""
 
 import numpy as np
 import pytest

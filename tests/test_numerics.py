@@ -1,4 +1,4 @@
-"""Convergence to the true optimum, losses, penalties, stopping and streaming (issue 3)."""
+"""Convergence to the true optimum, losses, penalties, stopping and streaming."""
 
 import warnings
 from fractions import Fraction

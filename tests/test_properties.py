@@ -1,5 +1,5 @@
 """Property-based tests: any shape, degree, dtype and weights fit, predict finite values, and
-match exact least squares on well-conditioned data (issue 7).
+match exact least squares on well-conditioned data.
 
 Examples are bounded (``max_examples``) and ``deadline=None`` (the first fit pays torch's
 warm-up), so the whole file runs in well under a minute.

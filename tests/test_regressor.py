@@ -1,4 +1,4 @@
-"""The estimator's contract: terms, fitting, sklearn integration, devices (issue 2)."""
+"""The estimator's contract: terms, fitting, sklearn integration, devices."""
 
 import pickle
 import warnings

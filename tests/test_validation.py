@@ -1,4 +1,4 @@
-"""Bad input gets a clear error, and a failed fit leaves no half-fitted state (issue 7).
+"""Bad input gets a clear error, and a failed fit leaves no half-fitted state.
 
 ``BAD_INPUTS`` is the table of ``docs/reliability.rst``: one row per case id, checked by
 ``test_reliability_doc_lists_every_case``. Each message must name the argument, the problem
