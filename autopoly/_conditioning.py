@@ -254,9 +254,9 @@ class Whitening:
             one.C, one.resid = self.C[:, k : k + 1], self.resid[k : k + 1]
         return one
 
-    def to_params(self, theta_t):
+    def to_params(self, theta_scaled):
         """Parameters ``V`` closest to given design coefficients (exact when in the kept span)."""
-        return self._inverse @ theta_t
+        return self._inverse @ theta_scaled
 
 
 def basis_change(powers, offset, scale, fit_intercept):

@@ -277,8 +277,10 @@ def initial_params(setup, whitening, previous_theta=None):
         shift = _intercept_row(
             setup.scaling.y_offset, setup.terms.fit_intercept, previous_theta.shape[0]
         )
-        theta_t = (previous_theta - shift) / setup.scaling.y_scale
-        V = whitening.to_params(torch.as_tensor(theta_t, dtype=setup.dtype, device=setup.device))
+        theta_scaled = (previous_theta - shift) / setup.scaling.y_scale
+        V = whitening.to_params(
+            torch.as_tensor(theta_scaled, dtype=setup.dtype, device=setup.device)
+        )
     else:
         V = torch.zeros((whitening.rank, n_outputs), dtype=setup.dtype, device=setup.device)
     return V.requires_grad_(True)
@@ -380,7 +382,7 @@ def solve(
             for k in range(setup.n_outputs)
         ]
         result = merge_results([p.train for p in parts])
-        theta_t = np.hstack([p.theta_t for p in parts])
+        theta_scaled = np.hstack([p.theta_scaled for p in parts])
         method, state = parts[0].method, None
         zeros = [p.zero for p in parts]
         scales = [p.scale for p in parts]
@@ -396,12 +398,17 @@ def solve(
             scorer,
             **loop,
         )
-        result, theta_t, method, zeros = solved.train, solved.theta_t, solved.method, [solved.zero]
+        result, theta_scaled, method, zeros = (
+            solved.train,
+            solved.theta_scaled,
+            solved.method,
+            [solved.zero],
+        )
         scales = [solved.scale]
         # Only a row-wise partial_fit resumes the optimizer; the quadratic restarts it.
         state = None if rows is None else saved_optimizer(solved.optimizer)
-    theta = theta_t * setup.scaling.y_scale + _intercept_row(
-        setup.scaling.y_offset, setup.terms.fit_intercept, theta_t.shape[0]
+    theta = theta_scaled * setup.scaling.y_scale + _intercept_row(
+        setup.scaling.y_offset, setup.terms.fit_intercept, theta_scaled.shape[0]
     )
     if whitening.null is not None:
         # Every solution fits the rows equally well: report the one of least raw norm, and
@@ -487,7 +494,9 @@ class _Solved:
     """One optimizer loop's result (or the exact L1 solver's)."""
 
     train: TrainResult
-    theta_t: np.ndarray  # design coefficients in target units, float64 (n_design, n_outputs)
+    theta_scaled: (
+        np.ndarray
+    )  # design coefficients in scaled units (y / y_scale), float64 (n_design, n_outputs)
     method: str  # the optimizer's class name, or the exact solver's name
     optimizer: Optional[torch.optim.Optimizer] = None
     zero: Optional[np.ndarray] = None  # exact zeros of the terms' raw coefficients (L1)
@@ -579,13 +588,15 @@ def _optimize(
         and setup.n_outputs == 1
     ):
         _polish_huber(spec, setup, whitening, weight_sum, objective, result)
-    theta_t = (whitening.M @ result.V.detach()).cpu().to(torch.float64).numpy()
+    theta_scaled = (whitening.M @ result.V.detach()).cpu().to(torch.float64).numpy()
     scale = None
     if spec.huber_joint and isinstance(objective, RowObjective) and setup.n_outputs == 1:
         with torch.no_grad():
             residual = objective.predictions(result.V.detach()) - objective.y
             scale = float(huber_scale(residual, objective.w / objective.w.sum(), spec.epsilon)[0])
-    return _Solved(result, theta_t, type(optimizer).__name__, optimizer, zero=zero, scale=scale)
+    return _Solved(
+        result, theta_scaled, type(optimizer).__name__, optimizer, zero=zero, scale=scale
+    )
 
 
 def _solve_l1(spec, setup, whitening, weight_sum):
@@ -612,8 +623,8 @@ def _solve_l1(spec, setup, whitening, weight_sum):
         best_loss=curve[-1],
         certificate_violation=l1.kkt_violation,
     )
-    theta_t = (M @ l1.V).numpy()
-    return _Solved(result, theta_t, L1_SOLVER, zero=l1.zero.cpu().numpy())
+    theta_scaled = (M @ l1.V).numpy()
+    return _Solved(result, theta_scaled, L1_SOLVER, zero=l1.zero.cpu().numpy())
 
 
 def _polish_huber(spec, setup, whitening, weight_sum, objective, result, max_rounds=8):
