@@ -56,9 +56,12 @@ def input_scaling(lo, hi, centre):
 def target_scaling(y, sample_weight, centre):
     """Weighted mean (or 0) and weighted standard deviation (or RMS) of each target column.
 
-    ``y`` (2-D) and ``sample_weight`` are float64 tensors on any device; the result is two
-    float64 NumPy vectors.
+    ``y`` (2-D) and ``sample_weight`` are float64 tensors on any device, or float64 NumPy
+    arrays (computed by NumPy: for small data a torch op costs more than its arithmetic); the
+    result is two float64 NumPy vectors.
     """
+    if isinstance(y, np.ndarray):
+        return _target_scaling_numpy(y, np.asarray(sample_weight, dtype=np.float64), centre)
     w = sample_weight / sample_weight.sum()
     offset = w @ y if centre else y.new_zeros(y.shape[1])
     # Squared deviations in units of the largest one: no overflow near 1e155, no underflow
@@ -73,6 +76,22 @@ def target_scaling(y, sample_weight, centre):
     scale = unit * torch.sqrt(w @ (deviation / unit) ** 2)
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
     return offset.cpu().numpy(), scale.cpu().numpy()
+
+
+def _target_scaling_numpy(y, sample_weight, centre):
+    """:func:`target_scaling` in NumPy, the same operations in the same order."""
+    # Overflow and NaN stay visible in the result, as torch leaves them, for the checks of
+    # the setup to name.
+    with np.errstate(all="ignore"):
+        w = sample_weight / sample_weight.sum()
+        offset = w @ y if centre else np.zeros(y.shape[1])
+        deviation = y - offset
+        positive = deviation[sample_weight > 0]
+        reach = np.abs(positive).max(axis=0) if positive.shape[0] else np.zeros(y.shape[1])
+        unit = np.where(reach > 0, reach, 1.0)
+        scale = unit * np.sqrt(w @ (deviation / unit) ** 2)
+        scale = np.where(scale > 0, scale, 1.0)
+    return np.asarray(offset, dtype=np.float64), np.asarray(scale, dtype=np.float64)
 
 
 class ChunkedQR:
@@ -179,6 +198,8 @@ class Whitening:
     """
 
     def __init__(self, R_aug, n_design, penalty_root=None, *, truncate=False, n_rows=None):
+        self._built_from = (R_aug, n_design, penalty_root, truncate, n_rows)
+        self._output = None
         R = R_aug[:n_design, :n_design]
         Z = R_aug[:n_design, n_design:]
         R_tt = R_aug[n_design:, n_design:]
@@ -252,7 +273,22 @@ class Whitening:
         one = copy.copy(self)
         if hasattr(self, "C"):
             one.C, one.resid = self.C[:, k : k + 1], self.resid[k : k + 1]
+        one._output = k
         return one
+
+    def with_penalty_weight(self, factor):
+        """The whitening with the L2 penalty's Hessian weighted by ``factor`` (same outputs).
+
+        A loss that is not the squared error weighs the penalty differently against the rows
+        than the squared error does (see :func:`~autopoly._fitting.penalty_weight`); whitening
+        with the reweighted penalty keeps the optimizer's problem well conditioned.
+        """
+        R_aug, n_design, penalty_root, truncate, n_rows = self._built_from
+        if penalty_root is None or factor == 1:
+            return self
+        root = penalty_root * math.sqrt(factor)
+        one = Whitening(R_aug, n_design, root, truncate=truncate, n_rows=n_rows)
+        return one if self._output is None else one.output(self._output)
 
     def to_params(self, theta_scaled):
         """Parameters ``V`` closest to given design coefficients (exact when in the kept span)."""

@@ -257,6 +257,38 @@ def _terms_map(setup):
     )
 
 
+def penalty_weight(spec, setup, whitening, objective):
+    """How much heavier the L2 penalty weighs against ``objective``'s loss than whitened.
+
+    The whitening folds the L2 penalty in at the weight it has against the squared error of
+    the scaled targets. Another loss near its constant model is like a squared error of weight
+    ``J0 / y_scale**2`` (``J0``: its value there, in the units of ``y``): an absolute error is
+    linear in the units of ``y`` where the penalty is quadratic, so on ``y * 1e6`` the penalty
+    is a million times stiffer against it than the whitening assumed, and a first-order
+    optimizer diverges at a learning rate that fits ``y``. Returns ``y_scale**2 / J0`` (the
+    largest over the outputs that share the parameters), rounded to a power of two so that a
+    stream's batches agree, or 1 where the whitening is already right.
+    """
+    if (
+        not spec.conditioning
+        or spec.alpha == 0
+        or spec.l1_ratio == 1
+        or spec.loss_name == "squared_error"
+        or whitening.rank == 0
+    ):
+        return 1
+    j0 = objective.J0.detach().to(torch.float64).cpu()
+    y_var = (setup.y_scale.detach().to(torch.float64).cpu() ** 2).reshape(-1)
+    if j0.numel() != y_var.numel():  # a callable loss: one value for every output
+        y_var = y_var.mean().reshape(1)
+    ratio = float((y_var / j0).max())
+    if not math.isfinite(ratio) or ratio <= 0:
+        return 1
+    factor = 2.0 ** round(math.log2(ratio))
+    # Within a factor of 2 the whitened problem is conditioned well enough as it is.
+    return factor if not 0.5 <= factor <= 2 else 1
+
+
 def penalty(spec, setup, whitening, weight_sum, l2=True):
     """The penalty on the optimizer's parameters, in the raw basis of the terms."""
     coef_map = _terms_map(setup) @ whitening.M if spec.alpha > 0 else None
@@ -549,6 +581,12 @@ def _optimize(
         objective = rows.objective(
             spec, setup, whitening, penalty(spec, setup, whitening, weight_sum)
         )
+        factor = penalty_weight(spec, setup, whitening, objective)
+        if factor != 1:
+            whitening = whitening.with_penalty_weight(factor)
+            objective = rows.objective(
+                spec, setup, whitening, penalty(spec, setup, whitening, weight_sum)
+            )
     batch_size = None if rows is None else spec.batch_rows(n_rows)
     _warn_lbfgs_minibatches(spec, batch_size)
     zero = None
@@ -682,7 +720,9 @@ def _polish_huber(spec, setup, whitening, weight_sum, objective, result, max_rou
             except (RuntimeError, ValueError):  # too few rows inside, or no bracket
                 return
             value = float(objective.value(V_new)[0])
-            if not value <= best * (1 + 1e-15):
+            # (Equal to the rounding of an evaluation counts as no worse: near the optimum
+            # the objective is flat to it while the step still moves the coefficients.)
+            if not value <= best * (1 + 1e-13):
                 return
             r_new = y - s * (B @ V_new)
             settled = bool((r_new.abs() <= eps * sigma).eq(inside).all())

@@ -7,11 +7,13 @@ loss-curve display.
 import collections
 import os
 import sys
+import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from sklearn.exceptions import ConvergenceWarning
 
 from autopoly import TorchPolyRegressor
 from autopoly._device import available_memory
@@ -207,3 +209,34 @@ def test_dates_as_y_beside_a_tensor_X_are_refused(y):
     # Converted as scikit-learn converts them, they became nanoseconds (or days) since 1970.
     with pytest.raises(ValueError, match="y holds dates and times"):
         TorchPolyRegressor().fit(torch.from_numpy(X), y)
+
+
+# ------------------------------------------------ a first-order optimizer with a penalty
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(loss="absolute_error", alpha=1.0),
+        dict(loss="quantile", quantile=0.8, alpha=1.0),
+        dict(loss="huber", alpha=10.0),
+        dict(loss="huber", alpha=1.0, l1_ratio=0.5),
+    ],
+    ids=["absolute", "quantile", "huber", "huber-elastic-net"],
+)
+@pytest.mark.parametrize("units", [1e-6, 1.0, 1e6])
+def test_sgd_with_a_penalty_fits_whatever_the_units_of_y(params, units):
+    # The L2 penalty is quadratic in the coefficients where these losses are linear in y, so
+    # its weight against the loss grows with the units of y; the optimizer's coordinates take
+    # that into account, and SGD at lr=0.1 reaches the optimum the default solver finds.
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-3, 3, (200, 1))
+    y = (X[:, 0] ** 2 + 2 * X[:, 0] + 3 + rng.normal(0, 0.5, 200)) * units
+    sgd = TorchPolyRegressor(degree=2, optimizer="SGD", lr=0.1, max_iter=3000, tol=1e-9, **params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # non-smooth: a flat stop
+        sgd.fit(X, y)
+    reference = TorchPolyRegressor(degree=2, max_iter=3000, **params).fit(X, y)
+    assert np.isfinite(sgd.coef_).all()
+    gap = np.abs(sgd.predict(X) - reference.predict(X)).max()
+    assert gap <= 2e-2 * y.std(), gap / y.std()
