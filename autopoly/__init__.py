@@ -1,5 +1,6 @@
 """autopoly: polynomial regression as a scikit-learn estimator, fitted with PyTorch."""
 
+from ._cv import TorchPolyRegressorCV
 from ._module import PolynomialModule
 from ._rank import RankDeficiencyWarning
 from ._regressor import TorchPolyRegressor
@@ -13,6 +14,7 @@ RankDeficiencyWarning.__module__ = __name__
 
 __all__ = [
     "TorchPolyRegressor",
+    "TorchPolyRegressorCV",
     "PolynomialModule",
     "RankDeficiencyWarning",
     "DivergenceError",
