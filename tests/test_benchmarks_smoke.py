@@ -1,7 +1,7 @@
 """The benchmark scripts run end to end with ``--quick`` and write results that parse.
 
 No timing is asserted here: the scripts compare methods side by side and report ratios, which
-only mean something on a quiet machine at full size. One test starts the three scripts as
+only mean something on a quiet machine at full size. One test starts the scripts as
 parallel subprocesses (most of their quick runtime is importing torch and scikit-learn), so
 that ``pytest -n`` never runs them twice. skorch, a peer in ``bench_fit.py``, is optional: the
 script leaves its rows out when it is not installed.
@@ -32,6 +32,7 @@ SCRIPTS = {
         "bench_gridsearch_splits.csv",
     ],
     "bench_solvers": ["bench_solvers_targets.csv", "bench_solvers.csv"],
+    "bench_cli_csv": ["bench_cli_csv_targets.csv", "bench_cli_csv.csv"],
 }
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
