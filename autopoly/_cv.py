@@ -210,6 +210,14 @@ best_loss_, device_ : see TorchPolyRegressor
     (6,)
     """
 
+    # The inference methods fall back on these plain-fit parameters when the fit did not
+    # record its own (a refit always does: ``_fitted_with``); they must exist to be read.
+    loss = "squared_error"
+    alpha = 0.0
+    conditioning = True
+    early_stopping = False
+    batch_size = None
+
     _parameter_constraints = {
         "degrees": ["array-like"],
         "alphas": ["array-like"],
@@ -530,7 +538,10 @@ best_loss_, device_ : see TorchPolyRegressor
             for j, c in enumerate(ok):
                 start = time.perf_counter()
                 y_pred = pred[:, j, 0] if y_ndim == 1 else pred[:, j, :]
-                result.scores[c] = scorer(_Fixed(y_pred), X_t, y_true, **kwargs)
+                try:
+                    result.scores[c] = scorer(_Fixed(y_pred), X_t, y_true, **kwargs)
+                except (ValueError, ZeroDivisionError) as exc:
+                    result.errors.append((c, f"scoring failed: {exc}"))
                 result.score_times[c] = shared + time.perf_counter() - start
 
     @staticmethod

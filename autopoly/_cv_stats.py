@@ -311,6 +311,8 @@ def test_fold(R, weight, layout):
 
 def exact_score(scoring, fold, layout, theta_t, y_scale):
     """A test fold's score from its statistics alone (see :data:`EXACT_SCORINGS`)."""
+    if not fold.weight > 0:
+        return float("nan")  # no row of the test set weighs anything
     n_design = theta_t.shape[0]
     v = np.zeros((layout.n_cols, layout.n_outputs))
     v[layout.design_columns(n_design)] = theta_t
