@@ -56,12 +56,9 @@ def input_scaling(lo, hi, centre):
 def target_scaling(y, sample_weight, centre):
     """Weighted mean (or 0) and weighted standard deviation (or RMS) of each target column.
 
-    ``y`` (2-D) and ``sample_weight`` are float64 tensors on any device, or float64 NumPy
-    arrays (computed by NumPy: for small data a torch op costs more than its arithmetic); the
-    result is two float64 NumPy vectors.
+    ``y`` (2-D) and ``sample_weight`` are float64 tensors on any device; the result is two
+    float64 NumPy vectors.
     """
-    if isinstance(y, np.ndarray):
-        return _target_scaling_numpy(y, np.asarray(sample_weight, dtype=np.float64), centre)
     w = sample_weight / sample_weight.sum()
     offset = w @ y if centre else y.new_zeros(y.shape[1])
     # Squared deviations in units of the largest one: no overflow near 1e155, no underflow
@@ -76,22 +73,6 @@ def target_scaling(y, sample_weight, centre):
     scale = unit * torch.sqrt(w @ (deviation / unit) ** 2)
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
     return offset.cpu().numpy(), scale.cpu().numpy()
-
-
-def _target_scaling_numpy(y, sample_weight, centre):
-    """:func:`target_scaling` in NumPy, the same operations in the same order."""
-    # Overflow and NaN stay visible in the result, as torch leaves them, for the checks of
-    # the setup to name.
-    with np.errstate(all="ignore"):
-        w = sample_weight / sample_weight.sum()
-        offset = w @ y if centre else np.zeros(y.shape[1])
-        deviation = y - offset
-        positive = deviation[sample_weight > 0]
-        reach = np.abs(positive).max(axis=0) if positive.shape[0] else np.zeros(y.shape[1])
-        unit = np.where(reach > 0, reach, 1.0)
-        scale = unit * np.sqrt(w @ (deviation / unit) ** 2)
-        scale = np.where(scale > 0, scale, 1.0)
-    return np.asarray(offset, dtype=np.float64), np.asarray(scale, dtype=np.float64)
 
 
 class ChunkedQR:

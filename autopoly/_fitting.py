@@ -23,7 +23,14 @@ from ._device import prediction_device
 from ._l1 import solve_generalized_lasso
 from ._losses import huber_scale
 from ._objective import RowObjective, StatsObjective, _Penalty
-from ._optim import is_lbfgs, make_optimizer, state_to_numpy, state_to_torch
+from ._optim import (
+    WhitenedLBFGSStep,
+    closed_form_lbfgs,
+    is_lbfgs,
+    make_optimizer,
+    state_to_numpy,
+    state_to_torch,
+)
 from ._rank import min_norm_theta, warn_rank_deficiency
 from ._refine import MIN_CANCELLATION, cancellation, worth_refining
 from ._refine import refine as refine_raw
@@ -572,6 +579,21 @@ def _optimize(
     """One optimizer loop (or the exact L1 solve) for the whitening's outputs: a `_Solved`."""
     if exact_l1(spec, rows, scorer, epoch) and setup.n_outputs == 1:
         return _solve_l1(spec, setup, whitening, weight_sum)
+    closed_form = (
+        rows is None
+        and scorer is None
+        and spec.max_iter >= 2
+        and not (spec.alpha > 0 and spec.l1_ratio > 0)
+        and closed_form_lbfgs(spec.optimizer_class, spec.optimizer_kwargs)
+    )
+    if closed_form and spec.tol > 0 and not spec.verbose:
+        V = initial_params(setup, whitening, previous_theta)
+        result = _closed_form_train(V, whitening, setup.scaling.y_scale, spec.tol)
+        if result is not None:
+            theta_scaled = whitening.M.detach().cpu().to(torch.float64).numpy() @ (
+                result.V.detach().cpu().to(torch.float64).numpy()
+            )
+            return _Solved(result, theta_scaled, "LBFGS")
     if rows is None:
         # The whitened quadratic already holds the L2 part of the penalty.
         objective = StatsObjective(
@@ -591,7 +613,13 @@ def _optimize(
     _warn_lbfgs_minibatches(spec, batch_size)
     zero = None
     V = initial_params(setup, whitening, previous_theta)
-    optimizer = make_optimizer(spec.optimizer_class, [V], spec.lr, spec.optimizer_kwargs)
+    if closed_form:
+        # The quadratic's minimizer is C, where L-BFGS's second iteration lands: step there.
+        optimizer = WhitenedLBFGSStep([V], objective.C)
+        method = "LBFGS"
+    else:
+        optimizer = make_optimizer(spec.optimizer_class, [V], spec.lr, spec.optimizer_kwargs)
+        method = type(optimizer).__name__
     if optimizer_state is not None:
         resume_optimizer(optimizer, optimizer_state, setup.device)
     settings = LoopSettings(
@@ -632,9 +660,50 @@ def _optimize(
         with torch.no_grad():
             residual = objective.predictions(result.V.detach()) - objective.y
             scale = float(huber_scale(residual, objective.w / objective.w.sum(), spec.epsilon)[0])
-    return _Solved(
-        result, theta_scaled, type(optimizer).__name__, optimizer, zero=zero, scale=scale
-    )
+    return _Solved(result, theta_scaled, method, optimizer, zero=zero, scale=scale)
+
+
+def _closed_form_train(V, whitening, y_scale, tol):
+    """What :func:`~autopoly._train.train` records for :class:`WhitenedLBFGSStep`, directly.
+
+    The loop scores the start (its loss and largest gradient) and steps to the minimizer
+    ``C``; it stops there when the start's gradient was within ``tol`` (a warm start at the
+    optimum), else after scoring ``C``, where the gradient test holds exactly; it then keeps
+    the step unless it raised the loss (rounding, next to the optimum). This does the same
+    arithmetic on the statistics, in NumPy float64, without building the objective or the
+    loop: on small problems their bookkeeping costs more than the whole quadratic. The
+    objective is :class:`~autopoly._objective.StatsObjective`'s without a penalty term (the L2
+    part is in the whitening): per output ``y_scale**2 * (||V - C||**2 + resid)``, normalized
+    by its value at ``V = 0``. Needs ``tol > 0`` (the loop's gradient test is off at 0).
+    ``None`` when a loss is not finite: the loop then runs, and raises its divergence error.
+    """
+    C = whitening.C.detach().cpu().to(torch.float64).numpy()
+    resid = whitening.resid.detach().cpu().to(torch.float64).numpy()
+    start = V.detach().cpu().to(torch.float64).numpy()
+    s2 = np.asarray(y_scale, dtype=np.float64) ** 2
+    with np.errstate(all="ignore"):
+        j0 = s2 * ((C * C).sum(0) + resid)
+        J0 = np.where(np.isfinite(j0) & (j0 > 0), j0, 1.0)
+        diff = start - C
+        per_output = s2 * ((diff * diff).sum(0) + resid)
+        final_per_output = s2 * resid
+        loss = float((per_output / J0).sum())
+        final = float((final_per_output / J0).sum())
+        grad_max = float(np.abs(2 * s2 / J0 * diff).max()) if diff.size else math.inf
+    if not (math.isfinite(loss) and math.isfinite(final)):
+        return None
+    user, final_user = float(per_output.mean()), float(final_per_output.mean())
+    kept = final <= loss
+    if kept:
+        with torch.no_grad():
+            V.copy_(whitening.C)
+    if grad_max <= tol:
+        curve = [user]
+        best = min(user, final_user) if kept else user
+    else:
+        curve = [user, final_user]
+        best = min(curve)
+    return TrainResult(V=V, n_iter=len(curve), converged=True, loss_curve=curve, best_loss=best)
 
 
 def _solve_l1(spec, setup, whitening, weight_sum):
@@ -868,6 +937,8 @@ def predict(fitted, X, device=None):
     tensor_in = isinstance(X, torch.Tensor)
     if device is None:
         device = X.device if tensor_in else prediction_device(fitted.device)
+    if not tensor_in and device.type == "cpu":
+        return _predict_numpy(fitted, X)
     # Predictions are cheap: compute them in float64 unless the device lacks it.
     dtype = torch.float32 if device.type == "mps" else torch.float64
     design = DesignMap(
@@ -886,4 +957,34 @@ def predict(fitted, X, device=None):
         for rows in chunk_slices(n, theta.shape[0], design.itemsize):
             block = design(to_tensor(X[rows], dtype, device)) @ theta
             out[rows] = block if tensor_in else block.cpu().to(torch.float64).numpy()
+    return out[:, 0] if fitted.single_output else out
+
+
+# Row chunks of a NumPy prediction: an expanded chunk of about this many bytes stays in a
+# core's cache between its expansion and its product with the coefficients.
+PREDICT_CHUNK_BYTES = 2**20
+
+
+def _predict_numpy(fitted, X):
+    """:func:`predict` for NumPy rows on the CPU, in NumPy (no tensor made).
+
+    The same expansion plan and arithmetic as the torch path, in float64; NumPy's small
+    operations cost a fraction of torch's, and its large ones as much.
+    """
+    expansion = fitted.terms.expansion(fitted.n_features)
+    theta = np.asarray(fitted.theta, dtype=np.float64)
+    first = int(fitted.terms.fit_intercept)
+    n = X.shape[0]
+    out = np.empty((n, fitted.n_outputs))
+    step = max(1, PREDICT_CHUNK_BYTES // (8 * theta.shape[0]))
+    buf = np.empty((theta.shape[0], min(step, n)))
+    for start in range(0, n, step):
+        rows = slice(start, min(start + step, n))
+        m = rows.stop - rows.start
+        ZT = np.ascontiguousarray(((X[rows] - fitted.x_offset) / fitted.x_scale).T)
+        chunk = buf[:, :m]
+        if first:
+            chunk[0] = 1.0
+        expansion.fill_numpy(ZT, chunk[first:])
+        np.matmul(chunk.T, theta, out=out[rows])
     return out[:, 0] if fitted.single_output else out

@@ -1,5 +1,6 @@
 """Finding a ``torch.optim`` optimizer from the ``optimizer`` parameter."""
 
+import functools
 import inspect
 
 import numpy as np
@@ -25,8 +26,10 @@ def resolve_optimizer(optimizer):
     that cannot take a step (``torch.optim.Optimizer`` itself, the abstract base) and the
     optimizers that need sparse gradients.
     """
-    names = ", ".join(optimizer_names())
     found = _lookup(optimizer)
+    if found is not None and found in _usable_classes():
+        return found
+    names = ", ".join(optimizer_names())
     if found is not None and not _takes_steps(found):
         what = (
             "torch.optim.Optimizer, the abstract base class of the optimizers, which"
@@ -64,10 +67,26 @@ def _lookup(optimizer):
     if _is_optimizer_class(optimizer):
         return optimizer
     if isinstance(optimizer, str):
-        for name, obj in vars(torch.optim).items():
-            if name.lower() == optimizer.lower() and _is_optimizer_class(obj):
-                return obj
+        return _by_name().get(optimizer.lower())
     return None
+
+
+@functools.cache
+def _by_name():
+    """``torch.optim``'s optimizer classes by lower-case name (looked up once per process)."""
+    found = {}
+    for name, obj in vars(torch.optim).items():
+        if _is_optimizer_class(obj):
+            found.setdefault(name.lower(), obj)
+    return found
+
+
+@functools.cache
+def _usable_classes():
+    """``torch.optim``'s classes that :func:`resolve_optimizer` accepts without a second look."""
+    return frozenset(
+        obj for obj in _by_name().values() if _takes_steps(obj) and not issubclass(obj, SPARSE_ONLY)
+    )
 
 
 def _shown(optimizer):
@@ -226,3 +245,56 @@ def state_to_torch(obj, device):
     if isinstance(obj, list):
         return [state_to_torch(v, device) for v in obj]
     return obj
+
+
+class WhitenedLBFGSStep:
+    """L-BFGS on the whitened squared error, its step taken in closed form.
+
+    From the statistics, the squared error of each output is ``y_scale**2 * (||V - C||**2 +
+    resid)`` in the whitened parameters: a quadratic whose Hessian is a multiple of the
+    identity, so its gradient at any ``V`` points straight at the minimizer ``C``. L-BFGS's
+    first iteration (a strong-Wolfe line search along the gradient) stops somewhere on that
+    line; its first curvature pair then gives the Hessian's scale exactly, and its second
+    iteration lands on ``C`` (to rounding), where the third finds a vanishing gradient. This
+    stand-in takes the step to ``C`` at once: ``step(closure)`` evaluates the closure at the
+    current point (the loop records its loss and gradient) and moves to ``C``. The loop
+    around it (:func:`autopoly._train.train`) runs as with the optimizer and stops on the
+    gradient test at ``C``, one iteration sooner; the fit reports ``LBFGS`` as its method.
+    It stands in only where L-BFGS gets at least two iterations (``max_iter >= 2``).
+
+    It exists because constructing any ``torch.optim.Optimizer`` imports torch's compiler
+    stack (``torch._dynamo``: sympy, ``torch.distributed``, about a second on two cores) the
+    first time in a process; the default fit does not need it.
+
+    Parameters
+    ----------
+    params : list of one torch.Tensor
+        The parameters ``V`` (a leaf with ``requires_grad``).
+    minimizer : torch.Tensor
+        ``C``, the same shape.
+    """
+
+    def __init__(self, params, minimizer):
+        (self.V,) = params
+        self.minimizer = minimizer
+        self.param_groups = [{"params": [self.V]}]
+
+    def zero_grad(self, set_to_none=True):
+        """Clear the gradient of ``V`` (as ``torch.optim.Optimizer.zero_grad``)."""
+        self.V.grad = None
+
+    def step(self, closure):
+        """Evaluate ``closure`` at the current point, then move to the minimizer."""
+        loss = closure()
+        with torch.no_grad():
+            self.V.copy_(self.minimizer)
+        return loss
+
+
+def closed_form_lbfgs(optimizer_class, optimizer_kwargs):
+    """Whether the optimizer is plain L-BFGS with the estimator's settings (no kwargs).
+
+    L-BFGS given its own settings (another line search, a step budget) keeps the real
+    ``torch.optim.LBFGS``, whose path those settings change.
+    """
+    return optimizer_class is torch.optim.LBFGS and not optimizer_kwargs

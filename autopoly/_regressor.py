@@ -10,8 +10,8 @@ from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
 
-from . import _dask
 from . import _fitting as fitting
+from ._dask_inputs import is_dask_collection
 from ._features import term_names
 from ._inference import InferenceMixin
 from ._losses import HUBER_SCALES, LOSSES
@@ -362,7 +362,9 @@ class TorchPolyRegressor(InferenceMixin, RegressorMixin, BaseEstimator):
         A dask collection passed to ``partial_fit`` (``stream``) is one batch: it is read
         into memory, as scikit-learn's validation reads it.
         """
-        if _dask.is_dask_collection(X) and not stream:
+        if is_dask_collection(X) and not stream:
+            from . import _dask  # only for dask collections: the module is not small
+
             source = _dask.DaskSource(X, y, sample_weight, spec)
             _dask.check_input_features(self, source, reset)
             return source
@@ -517,7 +519,9 @@ class TorchPolyRegressor(InferenceMixin, RegressorMixin, BaseEstimator):
             Predictions, float64 (computed in float32 on MPS, which lacks float64).
         """
         check_is_fitted(self)
-        if _dask.is_dask_collection(X):
+        if is_dask_collection(X):
+            from . import _dask
+
             return _dask.predict(self, X)
         X = predict_data(self, X)
         size = X.shape[0] * X.shape[1] * self._fitted.theta.shape[0]

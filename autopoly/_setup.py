@@ -15,6 +15,10 @@ from ._data_pass import DesignMap
 from ._device import available_memory, resolve_device
 from ._state import Scaling, Terms
 
+# Statistics needing at most this many bytes are not checked against the available memory:
+# every machine that runs torch has them.
+ALWAYS_AVAILABLE = 64 * 2**20
+
 
 @dataclass(frozen=True)
 class Setup:
@@ -155,6 +159,9 @@ def check_size(spec, n_features, n_outputs, device):
     # The triangular factor, its inverse, the rows stacked for a ridge (twice as tall) and the
     # basis change: about four cols x cols matrices.
     needed = 4 * cols * cols * max(itemsize, 8) + 2 * cols * itemsize * 1024
+    if needed <= ALWAYS_AVAILABLE:
+        # Asking the system costs more than a small fit's arithmetic.
+        return terms
     available = available_memory(device)
     if needed > available:
         raise MemoryError(

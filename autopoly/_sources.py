@@ -35,13 +35,25 @@ CACHE_BYTES = 1 * 2**30
 def to_tensor(array, dtype, device):
     """``array`` (NumPy or torch) as a tensor on ``device`` in ``dtype``.
 
-    A tensor already there is returned as it is (callers never write into it); a NumPy array
-    is copied (inputs may be read-only memory maps, which torch refuses to wrap, or views with
-    negative strides, which it refuses too).
+    A tensor already there is returned as it is (callers never write into it), and so is a
+    writable C-contiguous NumPy array of that dtype bound for the CPU (wrapped, not copied);
+    other arrays are copied (read-only memory maps, which torch refuses to wrap, views with
+    negative strides, which it refuses too, other dtypes and devices).
     """
     if isinstance(array, torch.Tensor):
         return array.to(device=device, dtype=dtype)
+    if (
+        (device is None or torch.device(device).type == "cpu")
+        and isinstance(array, np.ndarray)
+        and array.flags.c_contiguous
+        and array.flags.writeable
+        and array.dtype == _NUMPY_DTYPES.get(dtype)
+    ):
+        return torch.from_numpy(array)
     return torch.tensor(np.ascontiguousarray(array), dtype=dtype, device=device)
+
+
+_NUMPY_DTYPES = {torch.float64: np.dtype(np.float64), torch.float32: np.dtype(np.float32)}
 
 
 def column_range(X):
@@ -103,6 +115,7 @@ class ArraySource:
             return Scaling.identity(self.n_features, self.n_outputs)
         X = self.X  # (zero-weight rows were dropped when the source was made)
         x_offset, x_scale = input_scaling(*column_range(X), spec.centres_inputs)
+        # (float64 NumPy rows are wrapped, not copied: the same arithmetic as for a tensor.)
         y = to_tensor(self.y, torch.float64, self.device)
         w = to_tensor(self.w, torch.float64, self.device)
         y_offset, y_scale = target_scaling(y, w, spec.terms.fit_intercept)
