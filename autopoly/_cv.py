@@ -15,6 +15,7 @@ from sklearn.metrics import check_scoring, get_scorer_names
 from sklearn.model_selection import check_cv
 from sklearn.utils._available_if import available_if
 from sklearn.utils._param_validation import StrOptions
+from threadpoolctl import threadpool_limits
 
 from . import _cv_stats as cvs
 from . import _dask
@@ -25,6 +26,7 @@ from ._regressor import TorchPolyRegressor, _autograd_on
 from ._setup import make_setup
 from ._sources import ArraySource
 from ._spec import DTYPES, resolve_spec
+from ._threads import task_threads
 from ._validation import fit_data
 
 # Fitted attributes of the search itself (the refit adds TorchPolyRegressor's).
@@ -432,7 +434,8 @@ best_loss_, device_ : see TorchPolyRegressor
             if rows is None:
                 stats = cvs.dask_atom_factors(source, atoms, stats_setup)
             else:
-                stats = self._atom_factors(rows, atoms, stats_setup)
+                with self._threads(top, source):
+                    stats = self._atom_factors(rows, atoms, stats_setup)
             layout = cvs.Layout(stats_setup.n_design, source.n_outputs, self.fit_intercept)
             setups = {}
             candidates = []
@@ -460,7 +463,10 @@ best_loss_, device_ : see TorchPolyRegressor
                 )
                 for s in range(len(splits))
             )
-            split_results = Parallel(n_jobs=self.n_jobs, prefer="threads")(jobs)
+            # The candidates' matrices are small: one torch thread each (threads of a team
+            # cost more than they save there, far more on a loaded machine), BLAS's too.
+            with task_threads(), threadpool_limits(1):
+                split_results = Parallel(n_jobs=self.n_jobs, prefer="threads")(jobs)
             if not exact:
                 self._score_rows(scorer, rows, splits, split_results, stats_setup, scaling)
             self._warn_failures(candidates, split_results)

@@ -358,9 +358,61 @@ def test_failed_candidates_score_nan_with_a_warning(monkeypatch):
 
 @parametrize_with_checks(
     [
-        TorchPolyRegressorCV(),
+        # The checks' data have up to 30 features: degree 3 would be 5456 terms.
+        TorchPolyRegressorCV(degrees=(1, 2)),
         TorchPolyRegressorCV(degrees=[0, 1, 2], alphas=[0.0, 1.0], l1_ratios=[0.0, 0.5], cv=3),
     ]
 )
 def test_sklearn_compatible(estimator, check):
     check(estimator)
+
+
+def _dask_problem():
+    da = pytest.importorskip("dask.array")
+    X, y = _data(6000, seed=5)
+    w = np.random.default_rng(6).uniform(0.5, 2.0, X.shape[0])
+    lazy = (da.from_array(X, chunks=1000), da.from_array(y, chunks=1000))
+    return X, y, w, lazy + (da.from_array(w, chunks=1000),)
+
+
+def test_dask_collections_on_the_local_scheduler_equal_in_memory():
+    dask = pytest.importorskip("dask")
+    X, y, w, (X_d, y_d, w_d) = _dask_problem()
+    grid = {"degree": [1, 2, 3], "alpha": [0.0, 1e-2, 1.0], "l1_ratio": [0.0, 0.5]}
+    reference = _search(grid).fit(X, y, sample_weight=w)
+    with dask.config.set(scheduler="synchronous"):
+        search = _search(grid).fit(X_d, y_d, sample_weight=w_d)
+    assert_allclose(
+        search.cv_results_["mean_test_score"],
+        reference.cv_results_["mean_test_score"],
+        atol=1e-10,
+    )
+    assert search.best_params_ == reference.best_params_
+    assert_allclose(search.coef_, reference.coef_, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.slow
+def test_dask_search_on_a_two_process_cluster_equals_in_memory():
+    distributed = pytest.importorskip("distributed")
+    X, y, w, (X_d, y_d, w_d) = _dask_problem()
+    grid = {"degree": [1, 2, 3, 4], "alpha": [0.0, 1e-2, 1.0, 100.0]}
+    reference = _search(grid).fit(X, y, sample_weight=w)
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    try:
+        with distributed.Client(cluster) as client:
+            with distributed.get_task_stream(client) as stream:
+                search = _search(grid).fit(X_d, y_d, sample_weight=w_d)
+    finally:
+        cluster.close()
+    assert_allclose(
+        search.cv_results_["mean_test_score"],
+        reference.cv_results_["mean_test_score"],
+        atol=1e-8,
+    )
+    assert search.best_params_ == reference.best_params_
+    assert_allclose(search.predict(X), reference.predict(X), atol=1e-9)
+    # The per-fold statistics were reduced on both workers, one task per block.
+    blocks = [t for t in stream.data if "block_atom_factors" in str(t["key"])]
+    assert len(blocks) == 6 and len({t["worker"] for t in blocks}) == 2
