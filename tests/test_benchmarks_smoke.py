@@ -32,6 +32,7 @@ SCRIPTS = {
         "bench_gridsearch_splits.csv",
     ],
     "bench_solvers": ["bench_solvers_targets.csv", "bench_solvers.csv"],
+    "bench_cv": ["bench_cv_targets.csv", "bench_cv.csv", "bench_cv_candidates.csv"],
     "bench_cli_csv": ["bench_cli_csv_targets.csv", "bench_cli_csv.csv"],
 }
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
