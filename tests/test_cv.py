@@ -416,3 +416,18 @@ def test_dask_search_on_a_two_process_cluster_equals_in_memory():
     # The per-fold statistics were reduced on both workers, one task per block.
     blocks = [t for t in stream.data if "block_atom_factors" in str(t["key"])]
     assert len(blocks) == 6 and len({t["worker"] for t in blocks}) == 2
+
+
+def test_parallel_splits_and_float32():
+    X, y = _data()
+    grid = {"degree": [1, 2, 3], "alpha": [0.0, 1e-2, 1.0], "l1_ratio": [0.0, 0.5]}
+    serial = _search(grid).fit(X, y)
+    parallel = _search(grid, n_jobs=2).fit(X, y)
+    assert_allclose(
+        parallel.cv_results_["mean_test_score"], serial.cv_results_["mean_test_score"], atol=0
+    )
+    single = _search(grid, dtype="float32").fit(X, y)
+    assert_allclose(
+        single.cv_results_["mean_test_score"], serial.cv_results_["mean_test_score"], atol=1e-4
+    )
+    assert single.best_params_ == serial.best_params_
