@@ -9,10 +9,12 @@ the blocks of a Dask worker share this code.
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ._conditioning import ChunkedQR, gram_is_accurate
 from ._features import Expansion
+from ._threads import task_threads
 
 # Row chunks are sized so one expanded chunk takes about this many bytes on the device (small
 # enough that the allocator reuses the buffers instead of mapping fresh pages every chunk).
@@ -68,11 +70,15 @@ def weighted_chunks(source, setup):
     # Without sample_weight every weight is 1: skip a pass over each chunk.
     unit_weights = source.unit_weights
     for rows in chunk_slices(source.n_rows, n_design + source.n_outputs, setup.design.itemsize):
-        X, y, w = source.take(rows, setup.dtype, setup.device, weights=not unit_weights)
-        buf = setup.design(X, extra_rows=source.n_outputs)
-        buf[n_design:] = ((y - setup.y_offset) / setup.y_scale).T
-        if not unit_weights:
-            buf *= w.sqrt()
+        # The expansion is streaming element-wise work: one torch thread does it as fast as
+        # several, and on a shared machine several wait at every barrier of every product
+        # (ten times slower measured on two cores); the caller's matrix products keep them.
+        with task_threads(setup.device.type == "cpu"):
+            X, y, w = source.take(rows, setup.dtype, setup.device, weights=not unit_weights)
+            buf = setup.design(X, extra_rows=source.n_outputs)
+            buf[n_design:] = ((y - setup.y_offset) / setup.y_scale).T
+            if not unit_weights:
+                buf *= w.sqrt()
         yield buf
 
 
@@ -100,10 +106,19 @@ def accumulate(source, setup, qr=None, gram_first=False):
 def gram_factor(source, setup):
     """Cholesky factor of the accumulated Gram matrix, or None when it is not trustworthy."""
     G = None
+    host = setup.device.type == "cpu"
     for buf in weighted_chunks(source, setup):
-        G = buf @ buf.T if G is None else G.addmm_(buf, buf.T)
+        if host:
+            # NumPy recognizes ``B @ B.T`` and calls BLAS's symmetric rank-k update (syrk):
+            # half the arithmetic of the general product torch's addmm does.
+            B = buf.numpy()
+            G = B @ B.T if G is None else np.add(G, B @ B.T, out=G)
+        else:
+            G = buf @ buf.T if G is None else G.addmm_(buf, buf.T)
     if G is None:
         return None
+    if host:
+        G = torch.from_numpy(G)
     L, info = torch.linalg.cholesky_ex(G)
     if int(info) != 0:
         return None

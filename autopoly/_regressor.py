@@ -20,7 +20,7 @@ from ._scoring import r2_score_tensor
 from ._sources import ArraySource
 from ._spec import DTYPES, resolve_spec
 from ._state import fitted_from_plain, stream_from_plain, to_plain
-from ._threads import in_pool_thread, task_threads
+from ._threads import few_cores_for_torch, in_pool_thread, task_threads
 from ._validation import fit_data, predict_data, targets_on
 from ._version import __version__
 
@@ -304,10 +304,13 @@ class TorchPolyRegressor(InferenceMixin, RegressorMixin, BaseEstimator):
         """One torch thread for small problems (and on thread pools); all of them otherwise.
 
         Below ~2 million design entries, starting and synchronizing a team of threads costs
-        more than it saves, and far more when the cores are shared with other processes.
+        more than it saves, and far more when the cores are shared with other processes. With
+        two threads or fewer, torch works on one at any size (see
+        :func:`~autopoly._threads.few_cores_for_torch`); the Gram matrix of CPU rows is then
+        NumPy's, whose BLAS keeps its own threads.
         """
         size = source.n_rows * (spec.terms.n_terms(source.n_features) + 1)
-        return task_threads(in_pool_thread() or size <= ONE_THREAD_ENTRIES)
+        return task_threads(in_pool_thread() or size <= ONE_THREAD_ENTRIES or few_cores_for_torch())
 
     def _check_continuation(self, spec, how):
         """A warm start or a streamed update continues the fitted terms: they must not change."""

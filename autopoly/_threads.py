@@ -84,6 +84,24 @@ def task_threads(limit=True):
         torch.set_num_threads(previous)
 
 
+def few_cores_for_torch():
+    """Whether torch's thread team is two threads or fewer, where one thread does better.
+
+    On two cores torch's element-wise work (the expansion, the scalings) gains little from a
+    second thread, and loses many times over whenever another process holds a core: every
+    operation waits at a barrier for the descheduled thread (a 1e5 x 5 degree-3 fit measured
+    0.04 s on one thread, 0.2 to 1.2 s on two, on a shared two-core machine). The matrix
+    products that do gain from threads run in NumPy's BLAS there (see
+    :func:`autopoly._data_pass.gram_factor`).
+
+    Returns
+    -------
+    few : bool
+        True when ``torch.get_num_threads() <= 2``.
+    """
+    return torch.get_num_threads() <= 2
+
+
 def fit_threads():
     """One torch thread on a joblib threading-backend pool thread, the default elsewhere.
 
