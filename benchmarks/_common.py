@@ -46,6 +46,11 @@ def parser(description):
     )
     p.add_argument("--repeat", type=int, default=None, help="timed repetitions per method")
     p.add_argument(
+        "--tasks",
+        default=None,
+        help="comma-separated names of the tasks to run (default: all; see the script's doc)",
+    )
+    p.add_argument(
         "--threads",
         type=int,
         default=None,

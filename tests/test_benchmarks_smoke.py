@@ -34,6 +34,11 @@ SCRIPTS = {
     "bench_solvers": ["bench_solvers_targets.csv", "bench_solvers.csv"],
     "bench_cv": ["bench_cv_targets.csv", "bench_cv.csv", "bench_cv_candidates.csv"],
     "bench_cli_csv": ["bench_cli_csv_targets.csv", "bench_cli_csv.csv"],
+    "bench_startup": [
+        "bench_startup_targets.csv",
+        "bench_startup.csv",
+        "bench_startup_first_fit.csv",
+    ],
 }
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
