@@ -306,7 +306,13 @@ def main():
                 f"{s.best_score_:.6f}",
             )
         )
-    cand_header = ["degree", "alpha", "TorchPolyRegressorCV", "GridSearchCV(TPR)", "|diff|"]
+    cand_header = [
+        "degree",
+        "alpha",
+        "TorchPolyRegressorCV",
+        "GridSearchCV(TPR)",
+        "abs. difference",
+    ]
     mine = scores_by_params(res[cv_name], "degree", "alpha")
     theirs = scores_by_params(res[ap_name], "degree", "alpha")
     cand_rows = [

@@ -50,8 +50,8 @@ print(f"largest score difference: {difference.max():.1e}")
 print(f"TorchPolyRegressorCV {search_time:.2f} s, GridSearchCV {grid_time:.2f} s")
 
 # %%
-# The validation curve, from cv_results_
-# --------------------------------------
+# The validation curve, from ``cv_results_``
+# ------------------------------------------
 # Too low a degree underfits; without a penalty a high degree starts to overfit, which a
 # small ridge penalty holds back.
 results = search.cv_results_
