@@ -446,7 +446,8 @@ class TorchPolyRegressor(InferenceMixin, RegressorMixin, BaseEstimator):
             warm = self.warm_start and hasattr(self, "_fitted")
             if warm:
                 self._check_continuation(spec, "warm_start=True")
-            source = self._source(spec, X, y, sample_weight, reset=not warm)
+            with task_threads(few_cores_for_torch()):  # a tensor's checks are torch ops
+                source = self._source(spec, X, y, sample_weight, reset=not warm)
             self._check_outputs(source.n_outputs, reset=not warm)
             with self._threads(spec, source), _autograd_on():
                 outcome = fitting.fit(
@@ -489,7 +490,8 @@ class TorchPolyRegressor(InferenceMixin, RegressorMixin, BaseEstimator):
             first = not hasattr(self, "_stream")
             if not first:
                 self._check_continuation(spec, "partial_fit")
-            source = self._source(spec, X, y, sample_weight, reset=first, stream=True)
+            with task_threads(few_cores_for_torch()):
+                source = self._source(spec, X, y, sample_weight, reset=first, stream=True)
             self._check_outputs(source.n_outputs, reset=first, how="partial_fit")
             with self._threads(spec, source), _autograd_on():
                 outcome = fitting.partial_fit(
@@ -528,7 +530,7 @@ class TorchPolyRegressor(InferenceMixin, RegressorMixin, BaseEstimator):
             return _dask.predict(self, X)
         X = predict_data(self, X)
         size = X.shape[0] * X.shape[1] * self._fitted.theta.shape[0]
-        with task_threads(in_pool_thread() or size <= ONE_THREAD_ENTRIES):
+        with task_threads(in_pool_thread() or size <= ONE_THREAD_ENTRIES or few_cores_for_torch()):
             # The fitted terms, not the current parameters: a failed refit may have changed those.
             out = fitting.predict(self._fitted, X)
         if isinstance(out, torch.Tensor) and not get_config()["array_api_dispatch"]:
