@@ -331,7 +331,8 @@ best_loss_, device_ : see TorchPolyRegressor
                 )
         return splits
 
-    def _results(self, candidates, split_results, pass_time, scoring):
+    def _results(self, candidates, split_results, pass_time):
+        """``cv_results_`` with GridSearchCV's keys (the shared pass's time split evenly)."""
         n_cand, n_splits = len(candidates), len(split_results)
         scores = np.array([r.scores for r in split_results]).T  # (n_cand, n_splits)
         fit_t = np.array([r.fit_times for r in split_results]).T + pass_time / (n_cand * n_splits)
@@ -470,7 +471,7 @@ best_loss_, device_ : see TorchPolyRegressor
             if not exact:
                 self._score_rows(scorer, rows, splits, split_results, stats_setup, scaling)
             self._warn_failures(candidates, split_results)
-            results = self._results(candidates, split_results, pass_time, scoring)
+            results = self._results(candidates, split_results, pass_time)
             best = (
                 self.refit(results)
                 if callable(self.refit)
