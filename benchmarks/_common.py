@@ -204,9 +204,14 @@ def fmt(x, digits=3):
     return f"{x:.{digits}g}"
 
 
+def _md_cell(x):
+    """A table cell; a literal ``|`` (as in ``|gap|``) would end the cell, so it is escaped."""
+    return fmt(x).replace("|", "\\|")
+
+
 def markdown_table(header, rows):
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(fmt(c) for c in row) + " |" for row in rows]
+    lines = ["| " + " | ".join(map(_md_cell, header)) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(map(_md_cell, row)) + " |" for row in rows]
     return "\n".join(lines)
 
 
@@ -217,7 +222,14 @@ def targets_table(targets):
 
 
 def write_csv(path, header, rows):
-    """The same table for ``docs/benchmarks.rst`` (``csv-table :file:``)."""
+    """The same table for ``docs/benchmarks.rst`` (``csv-table :file:``).
+
+    The docs parse every cell as reStructuredText, where ``|name|`` is a substitution
+    (an error in the docs build), so a ``|`` in a cell is refused here, where it is made.
+    """
+    for c in [*header, *(c for row in rows for c in row)]:
+        if isinstance(c, str) and "|" in c:
+            raise ValueError(f"CSV cell {c!r} has a '|' (a substitution in the docs); reword it")
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(header)

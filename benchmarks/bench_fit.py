@@ -430,10 +430,10 @@ def task_predict(device, quick, repeat):
             (
                 f"predict: {n:,} rows: the same predictions",
                 gap < 1e-9,
-                f"max |gap| / std(y) = {gap:.1e} (< 1e-9)",
+                f"max abs gap / std(y) = {gap:.1e} (< 1e-9)",
             )
         )
-    header = ["rows", "autopoly (ms)", "PF + Ridge (ms)", "ratio", "max |gap| / std(y)"]
+    header = ["rows", "autopoly (ms)", "PF + Ridge (ms)", "ratio", "max abs gap / std(y)"]
     return (header, rows), targets, checks
 
 
@@ -471,7 +471,7 @@ def task_device(device, quick):
                 (
                     f"device: {n:,} rows, {name}: predicts as the CPU fit",
                     gap < 1e-9,
-                    f"max |gap| / std(y) = {gap:.1e} (< 1e-9)",
+                    f"max abs gap / std(y) = {gap:.1e} (< 1e-9)",
                 )
             )
         best = min(min(timed[k]["times"]) for k in methods if k != CPU_REFERENCE)
