@@ -18,8 +18,8 @@ from sklearn.utils._param_validation import StrOptions
 from threadpoolctl import threadpool_limits
 
 from . import _cv_stats as cvs
-from . import _dask
 from . import _fitting as fitting
+from ._dask_inputs import is_dask_collection
 from ._data_pass import DesignMap
 from ._persistence import restore_on_error
 from ._regressor import TorchPolyRegressor, _autograd_on
@@ -403,7 +403,9 @@ best_loss_, device_ : see TorchPolyRegressor
             exact = isinstance(scoring, str) and scoring in cvs.EXACT_SCORINGS
             scorer = check_scoring(self, scoring=scoring)
             top = resolve_spec(self._plain(max(degrees)))
-            if _dask.is_dask_collection(X):
+            if is_dask_collection(X):
+                from . import _dask  # only for dask collections: keeps ``import autopoly`` light
+
                 if not exact:
                     raise ValueError(
                         f"scoring={scoring!r} needs predictions on the test rows, which stay "

@@ -30,7 +30,7 @@ import torch
 from . import _fitting as fitting
 from ._conditioning import ChunkedQR
 from ._data_pass import accumulate
-from ._l1 import _active_set, _face, _merge_parallel, _Rows
+from ._l1 import solve_generalized_lasso
 from ._rank import min_norm_theta
 from ._setup import make_setup_on
 from ._state import Terms
@@ -209,35 +209,12 @@ class Candidate:
 
     @property
     def exact_l1(self):
-        # Degree 0 has no term to penalize: the intercept alone, solved as least squares.
-        return self.alpha > 0 and self.l1_ratio > 0 and self.setup.powers.shape[0] > 0
+        return self.alpha > 0 and self.l1_ratio > 0
 
 
 def setup_for(spec, scaling, device):
     """A candidate's setup: its terms under the shared scaling (no further checks)."""
     return make_setup_on(device, spec.dtype, spec.terms, scaling, continuing=False, check=False)
-
-
-def _warm_lasso(c, A, lam, start, tol=1e-12):
-    """The exact minimizer of ``||V - c||**2 + lam * ||A @ V||_1``, started from a face.
-
-    ``start`` is the ``(support, sign)`` of a neighbouring penalty's optimum (merged rows of
-    ``A``); it is used when its face minimizer here has those signs (a valid start for the
-    active-set method of :mod:`autopoly._l1`), else the method starts from the constant
-    model. Returns ``(V, (support, sign))``.
-    """
-    merged, _ = _merge_parallel(A)
-    rows = _Rows(merged)
-    m = merged.shape[0]
-    support = torch.zeros(m, dtype=torch.bool)
-    sign = torch.zeros(m, dtype=torch.float64)
-    if start is not None and start[0].shape[0] == m and bool(start[0].any()):
-        s0, g0 = start
-        V0, _ = _face(rows, c, lam, s0, g0)
-        if bool((g0[s0] * (rows.unit[s0] @ V0) > 0).all()):
-            support, sign = s0.clone(), g0.clone()
-    V, _, _, _ = _active_set(rows, c, lam, support, sign, tol, 10 * m + 100)
-    return V, (support.clone(), sign.clone())
 
 
 def _ridge_by_rows(cand, R_aug, weight_sum):
@@ -286,8 +263,10 @@ def solve_candidate(cand, R_aug, weight_sum, n_rows, l1_start=None):
 
     The same computation as a plain fit's from its statistics: the whitening with the L2 part
     folded in, ``V = C`` (the optimum of ``||V - C||**2``), the minimum-norm solution where
-    the rows leave directions undetermined, the exact L1 solver for an L1 part. Returns
-    ``(theta, l1 starts)``.
+    the rows leave directions undetermined, the exact L1 solver for an L1 part, warm-started
+    per output at ``l1_start[k]`` (the terms' coefficients of a neighbouring penalty's
+    optimum; see :func:`~autopoly._l1.solve_generalized_lasso`). Returns ``(theta, l1
+    starts)``: the starts for the next penalty along the path.
     """
     spec, setup = cand.spec, cand.setup
     theta_scaled = None
@@ -309,9 +288,10 @@ def solve_candidate(cand, R_aug, weight_sum, n_rows, l1_start=None):
             s = float(setup.scaling.y_scale[k])
             lam = spec.alpha * spec.l1_ratio / (weight_sum * s)
             c = whitening.C[:, k].to(torch.float64).cpu()
-            V, start = _warm_lasso(c, A, lam, None if l1_start is None else l1_start[k])
-            starts.append(start)
-            columns.append(M @ V)
+            start = None if l1_start is None else l1_start[k]
+            result = solve_generalized_lasso(c, A, lam, start=start)
+            starts.append(result.coef)
+            columns.append(M @ result.V)
         theta_scaled = torch.stack(columns, 1).numpy()
     else:
         theta_scaled = (whitening.M @ whitening.C).to(torch.float64).cpu().numpy()

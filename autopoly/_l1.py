@@ -134,7 +134,8 @@ def _merge_parallel(A):
     penalty as one row scaled by the sum of the factors, whose rows are then independent again
     (repeats are the one dependence whose multipliers are otherwise ambiguous). Returns
     ``(merged rows, group)``: ``group[i]`` is the merged row of row ``i`` (-1 for a zero row).
-    Only rows equal to rounding after scaling to unit norm are merged.
+    Only rows equal to rounding after scaling to unit norm are merged. A merged row has the
+    orientation of the first row in it (the lowest index).
     """
     norm = torch.linalg.vector_norm(A, dim=1)
     nonzero = norm > 0
@@ -249,7 +250,7 @@ def _step(rows, V, V_new, support, sign):
     return V + first * (V_new - V), left
 
 
-def solve_generalized_lasso(C, A, lam, *, tol=1e-12, max_iter=None):
+def solve_generalized_lasso(C, A, lam, *, tol=1e-12, max_iter=None, start=None):
     """The exact minimizer of ``||V - C||**2 + lam * ||A @ V||_1``.
 
     Parameters
@@ -268,6 +269,13 @@ def solve_generalized_lasso(C, A, lam, *, tol=1e-12, max_iter=None):
         ``lam``) is released; ``converged`` means no such coefficient remained.
     max_iter : int, default=None
         Most face solves; None means ``10 * n_terms + 100``.
+    start : torch.Tensor of shape (n_terms,), default=None
+        A warm start: the ``coef`` of a neighbouring problem's result (the previous penalty
+        along a path of ``lam``, say). Its nonzero entries and their signs are the first face
+        tried, kept when that face's minimizer has the same signs (a valid start of the
+        active-set method) and otherwise dropped for the constant model. The optimum does
+        not depend on the start; the number of faces solved does (one more when it is
+        dropped).
 
     Returns
     -------
@@ -304,29 +312,68 @@ def solve_generalized_lasso(C, A, lam, *, tol=1e-12, max_iter=None):
     out_device = C.device
     out_shape = C.shape
     c, A, lam = _as_problem(C, A, lam)
+    if start is not None:
+        if not isinstance(start, torch.Tensor) or start.reshape(-1).shape[0] != A.shape[0]:
+            raise ValueError(
+                f"start must be a tensor of the {A.shape[0]} terms' coefficients (a previous "
+                f"result's coef); got {getattr(start, 'shape', type(start).__name__)}."
+            )
+        start = start.detach().to("cpu", torch.float64).reshape(-1)
     max_iter = 10 * A.shape[0] + 100 if max_iter is None else int(max_iter)
     # Matrices of n_design columns, whatever the number of rows: one thread is fastest (five
     # times faster than two for 35 terms).
     with task_threads():
-        return _solve(c, A, lam, tol, max_iter, out_device, out_shape)
+        return _solve(c, A, lam, tol, max_iter, start, out_device, out_shape)
 
 
-def _solve(c, A, lam, tol, max_iter, out_device, out_shape):
+def _start_face(rows, c, lam, group, start):
+    """``(support, sign, face, wasted)``: the face the active-set method starts from.
+
+    The face of the signs of ``start`` when its minimizer keeps them (``face`` is then that
+    minimizer and its multipliers, so it is not solved twice), else the constant model's
+    (``face`` None; ``wasted`` is 1 when a face was solved for nothing).
+    """
+    m = rows.A.shape[0]
+    support = torch.zeros(m, dtype=torch.bool)
+    sign = torch.zeros(m, dtype=torch.float64)
+    if start is None or m == 0:
+        return support, sign, None, 0
+    # A merged row is oriented as its first row: that row's sign is the merged row's.
+    kept = torch.nonzero(group >= 0).reshape(-1)
+    first = torch.full((m,), len(group), dtype=torch.long)
+    first = first.scatter_reduce(0, group[kept], kept, reduce="amin")
+    wanted = torch.sign(start[first])
+    if not bool((wanted != 0).any()):
+        return support, sign, None, 0
+    trial = wanted != 0
+    face = _face(rows, c, lam, trial, wanted)
+    if bool((wanted[trial] * (rows.unit[trial] @ face[0]) > 0).all()):
+        return trial, wanted, face, 0
+    return support, sign, None, 1
+
+
+def _solve(c, A, lam, tol, max_iter, start, out_device, out_shape):
     """The body of :func:`solve_generalized_lasso` on validated float64 CPU inputs."""
     merged, group = _merge_parallel(A)
     rows = _Rows(merged)
-    support = torch.zeros(merged.shape[0], dtype=torch.bool)
-    sign = torch.zeros(merged.shape[0], dtype=torch.float64)
     if lam == 0:
         V, n_iter, converged, history = c.clone(), 0, True, ()
         zero = A @ V == 0
+    elif merged.shape[0] == 0:
+        # No term to penalize (the intercept alone, degree 0): one trivial face, V = C.
+        V, n_iter, converged, history = c.clone(), 1, True, (0.0,)
+        zero = torch.ones(A.shape[0], dtype=torch.bool)
     else:
-        V, n_iter, converged, history = _active_set(rows, c, lam, support, sign, tol, max_iter)
+        support, sign, face, wasted = _start_face(rows, c, lam, group, start)
+        V, n_iter, converged, history = _active_set(
+            rows, c, lam, support, sign, tol, max(max_iter - wasted, 1), face
+        )
+        n_iter += wasted
         zero = torch.ones(A.shape[0], dtype=torch.bool)
         zero[group >= 0] = ~support[group[group >= 0]]
     coef = A @ V
     coef[zero] = 0.0
-    violation = kkt_violation(V, c, A, lam, zero=zero) if lam > 0 else 0.0
+    violation = _violation(rows, group, V, c, lam, zero) if lam > 0 else 0.0
     device = out_device if out_device.type != "mps" else torch.device("cpu")  # no float64
     return L1Result(
         V=V.reshape(out_shape).to(device),
@@ -340,8 +387,10 @@ def _solve(c, A, lam, tol, max_iter, out_device, out_shape):
     )
 
 
-def _active_set(rows, c, lam, support, sign, tol, max_iter):
+def _active_set(rows, c, lam, support, sign, tol, max_iter, face=None):
     """The active-set iterations; ``support`` and ``sign`` are updated in place.
+
+    ``face`` is ``_face(rows, c, lam, support, sign)`` when the caller has it already.
 
     Every zero coefficient whose multiplier exceeds 1 is released at once, which needs far
     fewer faces than one at a time when many coefficients are nonzero. The objective still
@@ -350,7 +399,7 @@ def _active_set(rows, c, lam, support, sign, tol, max_iter):
     comes straight back to zero, the next round releases the single most violating one, the
     classical step that does make progress.
     """
-    V, zeta = _face(rows, c, lam, support, sign)
+    V, zeta = _face(rows, c, lam, support, sign) if face is None else face
     n_iter = 1
     history = [_objective(c, rows.A, lam, V, support)]
     blocked = torch.zeros_like(support)
@@ -438,12 +487,17 @@ def kkt_violation(V, C, A, lam, zero=None):
         raise ValueError(f"kkt_violation needs lam > 0; got {lam}.")
     V = V.detach().to("cpu", torch.float64).reshape(-1)
     zero = (A @ V == 0) if zero is None else zero.detach().to("cpu").reshape(-1).bool()
-    A, group = _merge_parallel(A)
+    merged, group = _merge_parallel(A)
+    return _violation(_Rows(merged), group, V, c, lam, zero)
+
+
+def _violation(rows, group, V, c, lam, zero):
+    """:func:`kkt_violation` on merged rows (``group`` maps the terms to them)."""
+    A = rows.A
     # A merged row is zero when every row in it is.
     nonzero = torch.zeros(A.shape[0], dtype=torch.bool)
     nonzero[group[(group >= 0) & ~zero]] = True
     zero = ~nonzero
-    rows = _Rows(A)
     b = A @ V
     support = rows.penalized & ~zero
     smooth = 2 * (V - c)

@@ -159,6 +159,18 @@ def test_l1_candidates_are_exact_and_warm_starts_change_nothing():
     assert np.array_equal(search.coef_ == 0, plain.coef_ == 0)
 
 
+def test_degree_zero_with_an_l1_part_is_the_plain_fit():
+    # The intercept alone: no term for the L1 solver to penalize; the weighted mean.
+    X, y = _data()
+    w = np.random.default_rng(7).uniform(0.5, 2, X.shape[0])
+    grid = {"degree": [0, 1, 2], "alpha": [1.0, 1e3], "l1_ratio": [0.5, 1.0]}
+    search = _search(grid).fit(X, y)
+    _assert_same_search(search, _grid_search(grid).fit(X, y))
+    only = _search({"degree": [0], "alpha": [1.0], "l1_ratio": [1.0]}).fit(X, y, sample_weight=w)
+    assert only.coef_.shape == (0,)
+    assert only.intercept_ == pytest.approx(np.average(y, weights=w), rel=1e-13)
+
+
 @pytest.mark.parametrize("alphas", [[0.0], [0.0, 1e-2, 1.0]], ids=["least_squares", "ridge"])
 def test_raw_unscaled_inputs_at_high_degree(alphas):
     rng = np.random.default_rng(4)

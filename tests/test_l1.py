@@ -332,6 +332,57 @@ def test_result_is_on_the_device_of_C(normal_data):
     assert torch.equal(on_gpu.V.cpu(), on_cpu.V)
 
 
+@pytest.mark.parametrize("n_terms", [0, 3], ids=["no_term", "zero_rows"])
+def test_nothing_penalized_returns_C(n_terms):
+    # The intercept alone (degree 0) has no term: the minimizer is C, with no face to search.
+    C = torch.tensor([[1.5], [-2.0]], dtype=torch.float64)
+    A = torch.zeros((n_terms, 2), dtype=torch.float64)
+    result = solve_generalized_lasso(C, A, 3.0)
+    assert torch.equal(result.V, C)
+    assert result.coef.shape == (n_terms,) and bool((result.coef == 0).all())
+    assert bool(result.zero.all()) and result.converged and result.kkt_violation == 0.0
+
+
+def test_warm_start_reaches_the_cold_optimum_in_fewer_faces(normal_data):
+    F, y, w = normal_data
+    C, A, lam, _ = _statistics(F, y, w, 1.0, 1.0)
+    lams = lam * np.logspace(4, -2, 13)  # from every coefficient zero to none
+    previous = None
+    cold_faces = warm_faces = 0
+    for lam in lams:
+        cold = solve_generalized_lasso(C, A, lam)
+        warm = solve_generalized_lasso(C, A, lam, start=previous)
+        assert warm.converged
+        assert_allclose(warm.V, cold.V, rtol=1e-12, atol=1e-12 * float(C.norm()))
+        assert_array_equal(warm.zero, cold.zero)
+        cold_faces += cold.n_iter
+        warm_faces += warm.n_iter
+        previous = warm.coef
+    assert warm_faces < cold_faces
+
+
+def test_a_start_of_wrong_signs_or_zeros_still_reaches_the_optimum(normal_data):
+    F, y, w = normal_data
+    C, A, lam, _ = _statistics(F, y, w, 30.0, 1.0)
+    cold = solve_generalized_lasso(C, A, lam)
+    for start in (-cold.coef, torch.zeros_like(cold.coef), torch.ones_like(cold.coef)):
+        warm = solve_generalized_lasso(C, A, lam, start=start)
+        assert_allclose(warm.V, cold.V, rtol=1e-12, atol=1e-12 * float(C.norm()))
+        assert_array_equal(warm.zero, cold.zero)
+    with pytest.raises(ValueError, match="start must be a tensor of the 9 terms"):
+        solve_generalized_lasso(C, A, lam, start=cold.coef[:3])
+
+
+def test_start_on_repeated_rows_is_read_through_the_first_of_each(normal_data):
+    F, y, w = normal_data
+    C, A, lam, _ = _statistics(F, y, w, 30.0, 1.0)
+    repeated = torch.cat([A, -2 * A[:3]])
+    cold = solve_generalized_lasso(C, repeated, lam)
+    warm = solve_generalized_lasso(C, repeated, lam, start=cold.coef)
+    assert warm.n_iter == 1  # the start is the optimum's face
+    assert_allclose(warm.V, cold.V, rtol=1e-12, atol=1e-12 * float(C.norm()))
+
+
 # ------------------------------------------------------------- through the estimator
 
 
@@ -419,3 +470,15 @@ def test_early_stopping_keeps_the_optimizer_loop(normal_data):
         degree=3, alpha=30.0, l1_ratio=1.0, early_stopping=True, random_state=0
     ).fit(F[:, :2], y)
     assert len(model.validation_scores_) == model.n_iter_ > 0
+
+
+@pytest.mark.parametrize("l1_ratio", [1.0, 0.5])
+def test_estimator_of_degree_zero_with_l1_is_the_weighted_mean(normal_data, l1_ratio):
+    F, y, w = normal_data
+    model = TorchPolyRegressor(degree=0, alpha=1.0, l1_ratio=l1_ratio)
+    model.fit(F[:, :2], y, sample_weight=w)
+    assert model.coef_.shape == (0,)
+    assert model.intercept_ == pytest.approx(np.average(y, weights=w), rel=1e-13)
+    assert model.n_iter_ == 1 and model.loss_curve_[-1] == pytest.approx(
+        np.average((y - np.average(y, weights=w)) ** 2, weights=w), rel=1e-12
+    )

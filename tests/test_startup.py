@@ -17,7 +17,16 @@ from sklearn.preprocessing import PolynomialFeatures
 
 from autopoly import TorchPolyRegressor
 
-OPTIONAL = ["dask", "matplotlib", "skops", "autopoly._cli", "autopoly.plotting"]
+# The Dask paths (``_dask``, ``_dask_reduce``) load with the first dask collection fitted.
+OPTIONAL = [
+    "dask",
+    "matplotlib",
+    "skops",
+    "autopoly._cli",
+    "autopoly.plotting",
+    "autopoly._dask",
+    "autopoly._dask_reduce",
+]
 
 
 def _fresh(code):
