@@ -24,7 +24,13 @@ import numpy as np
 import torch
 
 from ._features import binomial_basis_change
-from ._rank import involved_terms, rank_tolerance, reveal_rank, surely_full_rank
+from ._rank import (
+    involved_terms,
+    rank_tolerance,
+    reveal_rank,
+    surely_deficient,
+    surely_full_rank,
+)
 
 
 def input_scaling(lo, hi, centre):
@@ -157,10 +163,11 @@ class Whitening:
       the ``rank`` directions the rows determine (``M = W_r / s_r`` from the singular value
       decomposition ``Rs = U diag(s) W.T``), so ``D @ M`` is again orthonormal, with ``rank``
       columns, and the squared error is exactly that of the data (no ridge: the fitted values
-      reach the least-squares optimum). The undetermined directions are kept as ``null``
-      (design coefficients, ``n_design x (n_design - rank)``) for
+      reach the least-squares optimum). The determined directions are kept as ``determined``
+      (``rank x n_design``, acting on design coefficients) for
       :func:`~autopoly._rank.min_norm_theta`, which picks the minimum-norm solution in the raw
-      basis, and ``involved`` lists the design columns they involve;
+      basis; ``n_null`` counts the undetermined directions and ``involved`` lists the design
+      columns they involve;
     - otherwise (a lasso penalty, whose optimum depends on every direction, or a row-wise
       stream whose whitening comes from its first batch and must leave room for later rows)
       ``sqrt(ridge) * I`` is appended as extra rows, so that the objective gains that ridge
@@ -191,15 +198,18 @@ class Whitening:
         eps = torch.finfo(R.dtype).eps
         eye = torch.eye(n_design, dtype=R.dtype, device=R.device)
         self.rank = n_design
-        self.null = None
+        self.n_null = 0
+        self.determined = None
         self.involved = None
         if penalty_root is not None:
             # Squared error plus an L2 term is again a least-squares problem: rows appended.
             Rs, Z, extra = _append_rows(Rs, Z, penalty_root / col)
             resid = resid + extra
-        R_inv = torch.linalg.solve_triangular(Rs, eye, upper=True)
         tol = rank_tolerance(R.dtype, n_design, n_rows)
-        reveal = None if surely_full_rank(Rs, R_inv, tol) else reveal_rank(Rs, tol)
+        # A zero on the diagonal (fewer rows than terms) needs no inverse to be told singular.
+        R_inv = None if surely_deficient(Rs) else torch.linalg.solve_triangular(Rs, eye, upper=True)
+        surely_full = R_inv is not None and surely_full_rank(Rs, R_inv, tol)
+        reveal = None if surely_full else reveal_rank(Rs, tol)
         if reveal is not None:
             if truncate:
                 self._keep_determined(reveal, col, Z, resid)
@@ -208,6 +218,8 @@ class Whitening:
             ridge = max(RIDGE, (100 * eps * n_design) ** 2)
             Rs, Z, extra = _append_rows(Rs, Z, math.sqrt(ridge) * eye)
             resid = resid + extra
+            R_inv = None
+        if R_inv is None:
             R_inv = torch.linalg.solve_triangular(Rs, eye, upper=True)
         self.M = R_inv / col[:, None]
         self._inverse = Rs * col  # V = R @ theta
@@ -236,16 +248,17 @@ class Whitening:
         self._inverse = inverse.to(dtype)
         self.C = C.to(dtype)
         self.resid = resid + (outside * outside).sum(0).to(dtype)
-        W_null = reveal.W[:, r:]
-        self.null = (W_null / col[:, None]).cpu().numpy()
-        self.involved = involved_terms(W_null)
+        self.n_null = reveal.W.shape[0] - r
+        # The determined part of design coefficients theta is W_r.T @ (col * theta).
+        self.determined = (W_r.T * col).cpu().numpy()
+        self.involved = involved_terms(W_r)
 
     @classmethod
     def identity(cls, R_aug, n_design):
         """No whitening: the parameters are the design coefficients themselves."""
         self = cls.__new__(cls)
         self.rank = n_design
-        self.null = self.involved = None
+        self.n_null, self.determined, self.involved = 0, None, None
         self.M = self._inverse = torch.eye(n_design, dtype=R_aug.dtype, device=R_aug.device)
         return self
 

@@ -299,10 +299,10 @@ def solve_candidate(cand, R_aug, weight_sum, n_rows, l1_start=None):
     theta = theta_scaled * y_scale
     if setup.terms.fit_intercept:
         theta[0] += y_offset
-    if whitening.null is not None:
+    if whitening.determined is not None:
         with np.errstate(over="ignore", invalid="ignore"):
             theta = min_norm_theta(
-                theta, whitening.null, setup.basis_change, setup.terms.fit_intercept
+                theta, whitening.determined, setup.basis_change, setup.terms.fit_intercept
             )
     return theta, starts
 

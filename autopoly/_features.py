@@ -5,7 +5,7 @@ with ``include_bias=False``: by degree, then lexicographically by the features i
 """
 
 from functools import lru_cache
-from itertools import chain, combinations, combinations_with_replacement
+from itertools import chain, combinations, combinations_with_replacement, product
 from math import comb
 from numbers import Integral
 
@@ -221,6 +221,19 @@ def binomial_basis_change(powers, offset, scale):
     """
     powers = np.asarray(powers, dtype=np.int64)
     full = np.vstack([np.zeros((1, powers.shape[1]), dtype=np.int64), powers])
+    if full.shape[0] ** 2 * full.shape[1] <= _DENSE_BASIS_CHANGE:
+        return _dense_basis_change(full, offset, scale)
+    return _sparse_basis_change(full, offset, scale)
+
+
+# Up to this many (entries x features), the basis change is built as one dense product over the
+# features (fewest Python steps); beyond, term by term from its sub-monomials: the matrix is
+# mostly zeros (a term of degree d has at most 2**d sub-monomials), and the dense product costs
+# n_terms**2 * n_features (4.7 s at 30 features, degree 3, against 0.1 s term by term).
+_DENSE_BASIS_CHANGE = 2_000_000
+
+
+def _dense_basis_change(full, offset, scale):
     k = np.arange(int(full.max(initial=0)) + 1)
     # binom[b, a] = C(a, b), zero above the diagonal of b > a.
     binom = np.array([[comb(int(a), int(b)) for a in k] for b in k], dtype=np.float64)
@@ -230,4 +243,33 @@ def binomial_basis_change(powers, offset, scale):
         shift = np.where(gap >= 0, (-float(offset[j])) ** np.maximum(gap, 0), 0.0)
         factor = binom * shift / float(scale[j]) ** k[None, :]
         T *= factor[full[:, j][:, None], full[:, j][None, :]]
+    return T
+
+
+def _sparse_basis_change(full, offset, scale):
+    n_features = full.shape[1]
+    rows = full.tolist()
+    index = {tuple(b): i for i, b in enumerate(rows)}
+    offset = [float(o) for o in offset]
+    scale = [float(s) for s in scale]
+    T = np.zeros((len(rows), len(rows)))
+    for col, a in enumerate(rows):
+        feats = [j for j in range(n_features) if a[j]]
+        # ((x_j - o_j) / s_j)^a_j = sum_b C(a_j, b) (-o_j)^(a_j - b) x_j^b / s_j^a_j
+        choices = [
+            [
+                (b, comb(a[j], b) * (-offset[j]) ** (a[j] - b) / scale[j] ** a[j])
+                for b in range(a[j] + 1)
+            ]
+            for j in feats
+        ]
+        for choice in product(*choices):
+            b = [0] * n_features
+            weight = 1.0
+            for j, (b_j, w) in zip(feats, choice):
+                b[j] = b_j
+                weight *= w
+            row = index.get(tuple(b))
+            if row is not None:
+                T[row, col] = weight
     return T

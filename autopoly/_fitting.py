@@ -399,7 +399,7 @@ def solve(
     if not bool(torch.isfinite(R_aug).all()):
         raise terms_overflow(spec, setup)
     whitening = whiten(spec, setup, R_aug, weight_sum, n_rows=n_rows, stream_epoch=epoch)
-    if whitening.null is not None and not epoch:
+    if whitening.determined is not None and not epoch:
         # (A stream's epoch does not warn: later rows may determine the rest.)
         # solve <- fit or partial_fit <- the estimator's method <- sklearn's _fit_context.
         warn_rank_deficiency(setup, whitening, stacklevel=5)
@@ -449,12 +449,12 @@ def solve(
     theta = theta_scaled * setup.scaling.y_scale + _intercept_row(
         setup.scaling.y_offset, setup.terms.fit_intercept, theta_scaled.shape[0]
     )
-    if whitening.null is not None:
+    if whitening.determined is not None:
         # Every solution fits the rows equally well: report the one of least raw norm, and
         # keep theta (which predict uses) the same polynomial as the raw coefficients.
         with np.errstate(over="ignore", invalid="ignore"):
             theta = min_norm_theta(
-                theta, whitening.null, setup.basis_change, setup.terms.fit_intercept
+                theta, whitening.determined, setup.basis_change, setup.terms.fit_intercept
             )
     with np.errstate(over="ignore", invalid="ignore"):
         raw = setup.basis_change @ theta
@@ -490,7 +490,7 @@ def solve(
         validated=scorer is not None,
         optimizer_name=method,
         scale=None if scales[0] is None else np.array(scales, dtype=float),
-        full_rank=whitening.null is None,
+        full_rank=whitening.determined is None,
     )
 
 

@@ -11,10 +11,11 @@ the smallest Euclidean norm. Three steps, each where its data live:
    the whitened design (``z`` in ``[-1, 1]``, columns scaled to unit norm), where every
    determined direction stands well clear of rounding; :class:`~autopoly._conditioning.Whitening`
    then gives the optimizer the determined directions only (no ridge: the fitted values reach
-   the least-squares optimum) and keeps the undetermined ones aside as ``null``;
+   the least-squares optimum) and keeps them as ``determined``;
 2. the optimizer finds one solution, ``theta``, in those directions;
-3. :func:`min_norm_theta` moves it along ``null`` to the solution of least raw norm: a small
-   least-squares problem in the raw basis, no pass over the rows.
+3. :func:`min_norm_theta` picks, among the solutions with the same determined part, the one of
+   least raw norm: a minimum-norm problem with one equation per determined direction, in the
+   raw basis, no pass over the rows.
 """
 
 import math
@@ -73,7 +74,12 @@ def rank_tolerance(dtype, n_design, n_rows=None):
 
 @dataclass(frozen=True)
 class RankReveal:
-    """The singular value decomposition ``Rs = U @ diag(s) @ W.T`` (float64) and the rank."""
+    """The thin singular value decomposition of ``Rs`` (float64) and the numerical rank.
+
+    ``Rs = U @ diag(s) @ W.T`` with ``W`` of ``min(rows, n)`` orthonormal columns: the first
+    ``rank`` span the directions the rows determine. The undetermined ones (their orthogonal
+    complement, up to ``n - rank`` of them: thousands for a wide design) are never formed.
+    """
 
     U: torch.Tensor
     s: torch.Tensor
@@ -87,8 +93,15 @@ def surely_full_rank(Rs, Rs_inv, tol):
     return bool(torch.isfinite(cond)) and float(cond) * Rs.shape[0] * tol < 1
 
 
+def surely_deficient(Rs):
+    """A triangular factor with an exactly zero diagonal entry (fewer rows than terms) is
+    singular: no inverse to form, no condition number to estimate.
+    """
+    return bool((torch.diagonal(Rs) == 0).any())
+
+
 def _numerical_rank(s, tol):
-    if not bool(torch.isfinite(s).all()) or float(s[0]) == 0.0:
+    if s.numel() == 0 or not bool(torch.isfinite(s).all()) or float(s[0]) == 0.0:
         return 0
     return int((s > tol * s[0]).sum())
 
@@ -97,40 +110,87 @@ def reveal_rank(Rs, tol):
     """The numerical rank of ``Rs`` (relative cutoff ``tol``), in float64.
 
     None when it is full (the singular values alone decide, at half the cost of the vectors),
-    else a :class:`RankReveal` with the full decomposition.
+    else a :class:`RankReveal`. Rows of ``Rs`` that are exactly zero (the factor of fewer rows
+    than terms) are left out of the decomposition, whose cost then grows with the rows, not
+    with the cube of the terms.
     """
     Rs = Rs.to(torch.float64)
-    if _numerical_rank(torch.linalg.svdvals(Rs), tol) == Rs.shape[1]:
+    n = Rs.shape[1]
+    kept = torch.nonzero((Rs != 0).any(1)).squeeze(1)
+    if len(kept) >= n and _numerical_rank(torch.linalg.svdvals(Rs), tol) == n:
         return None
-    U, s, Wt = torch.linalg.svd(Rs)
+    U_kept, s, Wt = torch.linalg.svd(Rs[kept], full_matrices=False)
     rank = _numerical_rank(s, tol)
-    # The two routines may round a singular value at the cutoff to either side.
-    return None if rank == Rs.shape[1] else RankReveal(U=U, s=s, W=Wt.T, rank=rank)
+    if rank == n:
+        # The two routines may round a singular value at the cutoff to either side.
+        return None
+    U = Rs.new_zeros((Rs.shape[0], U_kept.shape[1]))
+    U[kept] = U_kept
+    return RankReveal(U=U, s=s, W=Wt.T, rank=rank)
 
 
-def involved_terms(W_null, cutoff=1e-3):
-    """Design columns with a share above ``cutoff`` in the undetermined directions."""
-    share = (W_null * W_null).sum(1)
+def involved_terms(W_r, cutoff=1e-3):
+    """Design columns with a share above ``cutoff`` in the undetermined directions.
+
+    ``W_r`` (orthonormal columns) spans the determined directions; a column's share in their
+    complement is one minus its share in ``W_r``.
+    """
+    share = 1.0 - (W_r * W_r).sum(1)
     return np.flatnonzero(share.cpu().numpy() > cutoff)
 
 
-def min_norm_theta(theta, null, basis_change, fit_intercept):
-    """The solution ``theta + null @ a`` whose raw term coefficients have the least norm.
+def min_norm_theta(theta, determined, basis_change, fit_intercept):
+    """The solution with the same fitted values as ``theta`` whose raw term coefficients have
+    the least norm.
 
-    ``theta`` (n_design x n_outputs) is any least-squares solution in design coefficients,
-    ``null`` (n_design x n_null) spans the directions that change no fitted value, and
-    ``basis_change`` maps design coefficients to raw ones. The raw coefficients of the terms
-    (the intercept left out, as LinearRegression leaves it out of the norm it minimizes) are
-    ``S @ (theta + null @ a)``; the least norm is an ordinary least-squares problem in ``a``.
-    ``S @ null`` has full column rank: a null direction cannot be the intercept alone.
+    ``theta`` (n_design x n_outputs) is any least-squares solution in design coefficients;
+    ``determined`` (rank x n_design) has the directions the rows determine as rows, so the
+    solutions are those with ``determined @ theta`` unchanged; ``basis_change`` ``S`` (upper
+    triangular: a raw monomial expands only into monomials of lower or equal degree) maps design
+    coefficients to raw ones. In raw coefficients ``beta = S @ theta`` the constraints read
+    ``B @ beta = c`` with ``B = determined @ inv(S)``, and the terms' part of ``beta`` (the
+    intercept left out, as LinearRegression leaves it out of the norm it minimizes) of least
+    norm is the minimum-norm solution of ``rank`` equations: the intercept takes the part of
+    the constraints along its own column, the terms the rest. The cost grows with
+    ``rank * n_design**2``, however many directions are undetermined.
     """
-    S = basis_change[int(fit_intercept) :]
-    S_null = S @ null
-    # The columns of S_null differ in scale by powers of the inputs' offset: scale them first.
-    norms = np.linalg.norm(S_null, axis=0)
+    from scipy.linalg import solve_triangular
+
+    S = np.asarray(basis_change, dtype=np.float64)
+    theta = np.asarray(theta, dtype=np.float64)
+    if determined.shape[0] == 0:
+        # The rows determine nothing (every term vanishes on them): all terms zero, and the
+        # intercept (free too, unless the rows fixed it) the one ``theta`` has.
+        beta = np.zeros((S.shape[0], theta.shape[1]))
+        if fit_intercept:
+            beta[0] = (S @ theta)[0]
+        return solve_triangular(S, beta, lower=False)
+    c = determined @ theta
+    B = solve_triangular(S, determined.T, trans="T", lower=False).T
+    # Equations differ in scale by powers of the inputs' offset: scaling them (rows of B and c
+    # alike) changes no solution and helps the least-squares solver's cutoff.
+    norms = np.linalg.norm(B, axis=1)
     norms[~(norms > 0)] = 1.0
-    a, *_ = np.linalg.lstsq(S_null / norms, -(S @ theta), rcond=None)
-    return theta + null @ (a / norms[:, None])
+    B, c = B / norms[:, None], c / norms[:, None]
+    beta = np.zeros((S.shape[0], theta.shape[1]))
+    if fit_intercept:
+        b0 = B[:, 0]
+        b0_norm2 = float(b0 @ b0)
+        B_t = B[:, 1:]
+        if b0_norm2 > 0:
+            q = b0 / math.sqrt(b0_norm2)
+            B_t, c_t = B_t - np.outer(q, q @ B_t), c - np.outer(q, q @ c)
+        else:
+            c_t = c
+        beta[1:], *_ = np.linalg.lstsq(B_t, c_t, rcond=None)
+        if b0_norm2 > 0:
+            beta[0] = b0 @ (c - B[:, 1:] @ beta[1:]) / b0_norm2
+        else:
+            # No equation involves the intercept: keep the one ``theta`` has.
+            beta[0] = (S @ theta)[0]
+    else:
+        beta, *_ = np.linalg.lstsq(B, c, rcond=None)
+    return solve_triangular(S, beta, lower=False)
 
 
 def rank_message(setup, rank, involved, max_names=8):
@@ -159,7 +219,7 @@ def rank_message(setup, rank, involved, max_names=8):
 def warn_rank_deficiency(setup, whitening, stacklevel):
     """Warn once per fit that ``whitening`` dropped undetermined directions."""
     warnings.warn(
-        rank_message(setup, setup.n_design - whitening.null.shape[1], whitening.involved),
+        rank_message(setup, setup.n_design - whitening.n_null, whitening.involved),
         RankDeficiencyWarning,
         stacklevel=stacklevel + 1,
     )

@@ -40,11 +40,18 @@ def _fewer_rows_than_terms(rng):
     return rng.standard_normal((6, 2)), 3 * rng.standard_normal((25, 2)), 3
 
 
+def _wide(rng):
+    # 454 terms on 15 rows: 439 undetermined directions, inputs away from zero.
+    X = 2.0 + rng.uniform(size=(15, 12))
+    return X, 2.0 + rng.uniform(-0.5, 1.5, size=(25, 12)), 3
+
+
 CASES = {
     "three-distinct-x-degree-3": _three_values,
     "duplicated-column": _duplicated_column,
     "constant-column": _constant_column,
     "six-rows-ten-terms": _fewer_rows_than_terms,
+    "fifteen-rows-454-terms": _wide,
 }
 
 
