@@ -23,7 +23,7 @@ from ._dask_inputs import is_dask_collection
 from ._data_pass import DesignMap
 from ._persistence import restore_on_error
 from ._regressor import TorchPolyRegressor, _autograd_on
-from ._setup import make_setup
+from ._setup import check_size, fit_device, make_setup
 from ._sources import ArraySource
 from ._spec import DTYPES, resolve_spec
 from ._threads import task_threads
@@ -415,7 +415,7 @@ best_loss_, device_ : see TorchPolyRegressor
                     )
                 source = _dask.DaskSource(X, y, sample_weight, top)
                 _dask.check_input_features(self, source, reset=True)
-                n_rows = source.n_rows
+                n_rows = int(sum(source.block_rows()))
                 X_split, y_split = np.zeros((n_rows, 1)), y
                 rows = None
             else:
@@ -428,15 +428,17 @@ best_loss_, device_ : see TorchPolyRegressor
             if isinstance(y_split, torch.Tensor):
                 y_split = y_split.cpu().numpy()
             start = time.perf_counter()
+            splits = self._splits(X_split, y_split, groups, n_rows)
+            atoms = cvs.atoms_of(splits, n_rows)
+            if rows is None:
+                # One pass over the blocks: the scaling and every atom's factor together.
+                check_size(top, source.n_features, source.n_outputs, fit_device(top, None))
+                stats = _dask.search_statistics(source, atoms, top)
             scaling = source.scaling(top)
             setup_top = make_setup(top, source.n_features, source.n_outputs, scaling, source.device)
             device = setup_top.device
-            splits = self._splits(X_split, y_split, groups, n_rows)
-            atoms = cvs.atoms_of(splits, n_rows)
             stats_setup = cvs.stats_setup(top, scaling, device)
-            if rows is None:
-                stats = cvs.dask_atom_factors(source, atoms, stats_setup)
-            else:
+            if rows is not None:
                 with self._threads(top, source):
                     stats = self._atom_factors(rows, atoms, stats_setup)
             layout = cvs.Layout(stats_setup.n_design, source.n_outputs, self.fit_intercept)

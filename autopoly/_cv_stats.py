@@ -6,7 +6,8 @@ atom per fold; any splitter has at most as many atoms as rows. One pass over the
 accumulates, per atom, the triangular factor ``R_a`` of ``sqrt(w) * [1, terms(z), t]`` at the
 largest degree of the search, in the estimator's own scaled basis (``z`` the inputs mapped to
 ``[-1, 1]`` by the scaling of all rows, ``t`` the scaled targets), with the estimator's chunked
-pass (:func:`autopoly._data_pass.accumulate`). Everything else is computed from those factors:
+pass (:func:`autopoly._data_pass.accumulate`; on Dask collections
+:func:`autopoly._dask.search_statistics`). Everything else is computed from those factors:
 
 * a split's training factor is the QR factor of its training atoms' factors stacked;
 * a lower degree's factor is the leading columns of it (the terms of degree ``<= d`` are a
@@ -94,14 +95,20 @@ class AtomStats:
     count: np.ndarray
 
 
-def stats_setup(spec, scaling, device):
-    """The setup of the statistics pass: always with the constant column, at the top degree.
+def stats_terms(spec):
+    """The terms of the statistics: always with the constant column, at the top degree.
 
     Without an intercept the constant column is still accumulated (the total sum of squares
     of a test fold needs it) and left out of every candidate's design.
     """
-    terms = Terms(0, spec.terms.max_degree, spec.terms.interaction_only, True)
-    return make_setup_on(device, spec.dtype, terms, scaling, continuing=False, check=False)
+    return Terms(0, spec.terms.max_degree, spec.terms.interaction_only, True)
+
+
+def stats_setup(spec, scaling, device):
+    """The setup of the statistics pass (:func:`stats_terms` under ``scaling``)."""
+    return make_setup_on(
+        device, spec.dtype, stats_terms(spec), scaling, continuing=False, check=False
+    )
 
 
 def _empty(n_cols):
@@ -459,63 +466,3 @@ def predictions(design, X, coef, scaling, dtype, device):
             out[rows] = block.cpu().numpy()
     out = out.reshape(X.shape[0], n_cand, n_outputs)
     return scaling.y_offset + scaling.y_scale * out
-
-
-# ------------------------------------------------------------------------------- on Dask
-
-
-def block_atom_factors(block, ids, setup):
-    """Per atom present in one block: ``{atom: (R, weight sum, rows)}`` (runs on a worker)."""
-    from ._sources import ArraySource
-    from ._threads import off_main_thread, task_threads
-
-    X, y, w = block
-    out = {}
-    with task_threads(off_main_thread()):
-        for a in np.unique(ids):
-            keep = ids == a
-            part = ArraySource(X[keep], y[keep], w[keep], 2)
-            if part.n_rows == 0:
-                continue
-            qr = accumulate(part, setup)
-            out[int(a)] = (qr.R.to(torch.float64).numpy(), part.weight_sum(), part.n_rows)
-    return out
-
-
-def merge_atom_factors(*parts):
-    """Merge per-atom factors of several blocks (stack and re-factor per atom)."""
-    from ._threads import off_main_thread, task_threads
-
-    gathered = {}
-    for part in parts:
-        for a, value in part.items():
-            gathered.setdefault(a, []).append(value)
-    out = {}
-    with task_threads(off_main_thread()):
-        for a, values in gathered.items():
-            n_cols = values[0][0].shape[1]
-            R = stack_factor([v[0] for v in values], n_cols)
-            out[a] = (R, sum(v[1] for v in values), sum(v[2] for v in values))
-    return out
-
-
-def dask_atom_factors(source, atoms, setup):
-    """One distributed pass: per-atom factors reduced on the workers (:class:`AtomStats`)."""
-    import dask
-
-    from ._dask_reduce import compute, tree
-
-    source._first_pass()
-    counts = source._counts
-    starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    cpu_setup = setup.on("cpu")
-    parts = [
-        dask.delayed(block_atom_factors)(block, atoms.ids[starts[i] : starts[i + 1]], cpu_setup)
-        for i, block in enumerate(source.blocks)
-    ]
-    (merged,) = compute(tree(merge_atom_factors, parts))
-    n_cols = setup.n_design + source.n_outputs
-    Rs = [merged[a][0] if a in merged else _empty(n_cols) for a in range(atoms.n_atoms)]
-    weight = np.array([merged[a][1] if a in merged else 0.0 for a in range(atoms.n_atoms)])
-    count = np.array([merged[a][2] if a in merged else 0 for a in range(atoms.n_atoms)])
-    return AtomStats(Rs, weight, count)

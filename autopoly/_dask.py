@@ -5,7 +5,8 @@ and ``sample_weight`` are validated where they live, and only reductions of fixe
 
 1. one pass computes, per block, the row count, the column min/max over rows of positive weight,
    and the weight sum, weighted mean and weighted sum of squared deviations of y; these merge
-   exactly (Chan et al.'s pairwise update) into the input and target scaling;
+   exactly (Chan et al.'s pairwise update) into the input and target scaling (a
+   cross-validated search folds this pass into the next: :func:`search_statistics`);
 2. for the squared error, a second pass computes per block the triangular factor ``R`` of
    ``sqrt(w) * [D, t]`` (the estimator's own chunked QR, run on the worker's CPU) and a tree of
    stack-and-QR merges reduces them to one ``R``: the exact sufficient statistics, of size
@@ -25,6 +26,7 @@ dask is an optional dependency: nothing here imports it until a dask collection 
 """
 
 import copy
+from functools import partial
 
 import numpy as np
 import torch
@@ -51,7 +53,13 @@ from ._dask_reduce import (
     tree,
 )
 
-__all__ = ["DaskSource", "check_input_features", "is_dask_collection", "predict"]
+__all__ = [
+    "DaskSource",
+    "check_input_features",
+    "is_dask_collection",
+    "predict",
+    "search_statistics",
+]
 
 
 # ---------------------------------------------------------------------------------- source
@@ -109,6 +117,11 @@ class DaskSource:
             dask.delayed(prepare_block)(xb, yb, wb, i, n_features, self.n_outputs)
             for i, (xb, yb, wb) in enumerate(zip(xs, ys, ws))
         ]
+        # A dask array's row chunks are the blocks' row counts, known without reading them
+        # (a dataframe's partition lengths are not).
+        chunk_rows = X.chunks[0] if x_kind == "array" else ()
+        known = len(chunk_rows) == len(self.blocks) and not np.isnan(chunk_rows).any()
+        self._chunk_rows = tuple(int(n) for n in chunk_rows) if known else None
         if not spec.stats_mode() and distributed_client(self.blocks) is not None:
             # Every evaluation reads all blocks: keep them validated in the workers' memory.
             self.blocks = list(dask.persist(*self.blocks))
@@ -120,15 +133,34 @@ class DaskSource:
                 tree(merge_moments, map(dask_delayed(block_moments), self.blocks)),
                 [dask_delayed(n_rows)(b) for b in self.blocks],
             )
-            if moments.n < 1:
-                raise ValueError(
-                    f"Found array with 0 sample(s) (shape=(0, {self.n_features})) while a "
-                    "minimum of 1 is required by TorchPolyRegressor."
-                )
-            if not moments.W > 0:  # the in-memory fit's message (scikit-learn's)
-                raise ValueError("Sample weights must contain at least one non-zero number.")
-            self._moments, self._counts = moments, counts
+            self.adopt_moments(moments, counts)
         return self._moments
+
+    def adopt_moments(self, moments, counts):
+        """Take the first pass's results from a pass that computed them with something else.
+
+        ``moments`` are the merged :class:`~autopoly._dask_reduce.Moments` of every block and
+        ``counts`` the blocks' row counts; the checks are the first pass's.
+        """
+        if moments.n < 1:
+            raise ValueError(
+                f"Found array with 0 sample(s) (shape=(0, {self.n_features})) while a "
+                "minimum of 1 is required by TorchPolyRegressor."
+            )
+        if not moments.W > 0:  # the in-memory fit's message (scikit-learn's)
+            raise ValueError("Sample weights must contain at least one non-zero number.")
+        self._moments, self._counts = moments, list(counts)
+
+    def block_rows(self):
+        """The row count of each block.
+
+        From X's chunks when they are known, without reading the blocks; else (dataframes,
+        empty arrays) from the first pass.
+        """
+        if self._moments is None and self._chunk_rows is not None and sum(self._chunk_rows):
+            return list(self._chunk_rows)
+        self._first_pass()
+        return list(self._counts)
 
     @property
     def n_rows(self):
@@ -166,6 +198,127 @@ class DaskSource:
 
     def split(self, fraction, generator):  # pragma: no cover - refused in __init__
         raise ValueError("early_stopping=True is not supported on dask collections.")
+
+
+# ------------------------------------------------------------- a search's statistics
+
+
+def search_statistics(source, atoms, spec):
+    """A cross-validated search's per-atom factors (:class:`~autopoly._cv_stats.AtomStats`).
+
+    One pass over the blocks when their row counts are known (:meth:`DaskSource.block_rows`):
+    each block is read once, on its worker, for its scaling moments and, per atom of its rows,
+    the factor of ``sqrt(w) * [1, terms(z), t]`` at the top degree of ``spec``, with ``z`` and
+    ``t`` scaled by the block's own moments (the scaling of all rows is known only when every
+    block has been read). A tree of merges on the workers then brings each part's factors into
+    the scaling of the rows merged so far, exactly (:func:`_rescaling`), and stacks and
+    re-factors each atom's; at the root that is the scaling of all rows, the in-memory
+    search's. The merged moments are handed to ``source`` (:meth:`DaskSource.adopt_moments`),
+    so its scaling needs no further pass.
+    """
+    from ._cv_stats import AtomStats, stats_terms
+
+    counts = source.block_rows()
+    starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    parts = [
+        dask_delayed(block_search_statistics)(block, atoms.ids[starts[i] : starts[i + 1]], spec)
+        for i, block in enumerate(source.blocks)
+    ]
+    powers = stats_terms(spec).powers(source.n_features)
+    (root,) = compute(tree(partial(merge_search_statistics, spec, powers), parts))
+    moments, merged = root
+    source.adopt_moments(moments, counts)
+    n_cols = powers.shape[0] + 1 + source.n_outputs
+    empty = (np.zeros((0, n_cols)), 0.0, 0)
+    found = [merged.get(a, empty) for a in range(atoms.n_atoms)]
+    return AtomStats(
+        [f[0] for f in found],
+        np.array([f[1] for f in found], dtype=np.float64),
+        np.array([f[2] for f in found], dtype=np.int64),
+    )
+
+
+def block_search_statistics(block, ids, spec):
+    """``(moments, {atom: (R, weight sum, rows)})`` of one block, in its own scaling."""
+    from ._cv_stats import stats_setup
+    from ._data_pass import accumulate
+    from ._sources import ArraySource
+    from ._threads import off_main_thread, task_threads
+
+    X, y, w = block
+    moments = block_moments(block)
+    setup = stats_setup(spec, _part_scaling(spec, moments), torch.device("cpu"))
+    n_cols = setup.n_design + y.shape[1]
+    factors = {}
+    with task_threads(off_main_thread()):
+        for a in np.unique(ids):
+            keep = ids == a
+            part = ArraySource(X[keep], y[keep], w[keep], 2)
+            qr = accumulate(part, setup)
+            # No factor where every row weighs 0.
+            R = np.zeros((0, n_cols)) if qr.R is None else qr.R.to(torch.float64).numpy()
+            factors[int(a)] = (R, part.weight_sum(), part.n_rows)
+    return moments, factors
+
+
+def merge_search_statistics(spec, powers, *parts):
+    """Merge :func:`block_search_statistics` parts into the scaling of their rows together."""
+    from ._cv_stats import stack_factor
+    from ._threads import off_main_thread, task_threads
+
+    moments = merge_moments(*(p[0] for p in parts))
+    target = _part_scaling(spec, moments)
+    gathered = {}
+    with task_threads(off_main_thread()):
+        for part_moments, factors in parts:
+            T = _rescaling(powers, _part_scaling(spec, part_moments), target)
+            for a, (R, weight, count) in factors.items():
+                gathered.setdefault(a, []).append((R if T is None else R @ T, weight, count))
+        merged = {
+            a: (
+                stack_factor([v[0] for v in values], values[0][0].shape[1]),
+                sum(v[1] for v in values),
+                sum(v[2] for v in values),
+            )
+            for a, values in gathered.items()
+        }
+    return moments, merged
+
+
+def _part_scaling(spec, moments):
+    """The scaling of some of the rows (any: rows that all weigh 0 get an arbitrary one)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return scaling_from_moments(spec, moments)
+
+
+def _rescaling(powers, source, target):
+    """``T`` with ``[1, terms(z_t), t_t] = [1, terms(z_s), t_s] @ T`` (None: the identity).
+
+    ``z_s = (x - o_s) / s_s`` and ``z_t = (x - o_t) / s_t``, so ``z_t = (z_s - (o_t - o_s) /
+    s_s) / (s_t / s_s)``: the terms of ``z_t`` are the binomial expansion of that affine map
+    in the terms of ``z_s`` (:func:`~autopoly._features.binomial_basis_change`), and each
+    target column is one scale and one shift of its own. A part's rows lie in the target's
+    range (it merges them), so ``|z_t| <= 1`` there and every term's column of ``T`` has
+    absolute sum at most 1: the product loses nothing to cancellation. (A block whose inputs
+    are constant in a column scales it by 1, not by its zero range, but its ``z_s`` is then
+    exactly 0.)
+    """
+    from ._features import binomial_basis_change
+
+    if all(
+        np.array_equal(getattr(source, name), getattr(target, name))
+        for name in ("x_offset", "x_scale", "y_offset", "y_scale")
+    ):
+        return None
+    offset = (target.x_offset - source.x_offset) / source.x_scale
+    design = binomial_basis_change(powers, offset, target.x_scale / source.x_scale)
+    n_design, n_outputs = design.shape[0], source.y_offset.shape[0]
+    T = np.zeros((n_design + n_outputs, n_design + n_outputs))
+    T[:n_design, :n_design] = design
+    outputs = np.arange(n_design, n_design + n_outputs)
+    T[outputs, outputs] = source.y_scale / target.y_scale
+    T[0, outputs] = (source.y_offset - target.y_offset) / target.y_scale
+    return T
 
 
 def dask_delayed(function):

@@ -403,6 +403,78 @@ def test_dask_collections_on_the_local_scheduler_equal_in_memory():
     assert_allclose(search.coef_, reference.coef_, rtol=1e-9, atol=1e-12)
 
 
+def _count_block_reads(monkeypatch):
+    """The blocks read from the collections, by index (each read validates its block once)."""
+    import autopoly._dask as dask_module
+
+    reads = []
+    original = dask_module.prepare_block
+
+    def counting(*args):
+        reads.append(args[3])
+        return original(*args)
+
+    monkeypatch.setattr(dask_module, "prepare_block", counting)
+    return reads
+
+
+def test_dask_search_reads_each_block_once(monkeypatch):
+    dask = pytest.importorskip("dask")
+    X, y, w, (X_d, y_d, w_d) = _dask_problem()
+    reads = _count_block_reads(monkeypatch)
+    with dask.config.set(scheduler="synchronous"):
+        search = _search().fit(X_d, y_d, sample_weight=w_d)
+        search.predict(X)
+    assert sorted(reads) == list(range(6))
+    reference = _search().fit(X, y, sample_weight=w)
+    assert_allclose(search.coef_, reference.coef_, rtol=1e-9, atol=1e-12)
+
+
+def test_dask_blocks_of_unlike_ranges_merge_into_the_in_memory_statistics():
+    # Each block's factors are taken in the block's own scaling and rescaled as they merge:
+    # sorted raw inputs far from 0 (every block a narrow slice of the range), a one-row block,
+    # a block whose rows all weigh 0 and a block with a constant column.
+    dask = pytest.importorskip("dask")
+    da = pytest.importorskip("dask.array")
+    rng = np.random.default_rng(8)
+    X = np.sort(rng.uniform(1000, 1010, (900, 2)), axis=0)
+    X[300:400, 1] = 1004.0
+    y = np.sin(X[:, 0]) + 1e-3 * X[:, 1] ** 2 + 0.05 * rng.normal(size=900)
+    w = rng.uniform(0.5, 2, 900)
+    w[600:700] = 0.0
+    chunks = ((1, 299, 100, 200, 100, 200),)
+    lazy = [da.from_array(a, chunks=chunks + a.shape[1:]) for a in (X, y, w)]
+    grid = {"degree": [1, 2, 3, 4], "alpha": [0.0, 1e-2], "l1_ratio": [0.0, 0.5]}
+    reference = _search(grid).fit(X, y, sample_weight=w)
+    with dask.config.set(scheduler="synchronous"):
+        search = _search(grid).fit(*lazy[:2], sample_weight=lazy[2])
+    assert_allclose(
+        search.cv_results_["mean_test_score"],
+        reference.cv_results_["mean_test_score"],
+        atol=1e-8,
+    )
+    assert search.best_params_ == reference.best_params_
+    assert_allclose(search.predict(X), reference.predict(X), rtol=1e-8, atol=1e-8)
+
+
+def test_dask_dataframes_of_unknown_lengths_take_a_first_pass(monkeypatch):
+    # Their partitions' lengths are known only once read: a pass for them, one for the factors.
+    dask = pytest.importorskip("dask")
+    dd = pytest.importorskip("dask.dataframe")
+    import pandas as pd
+
+    X, y, w, _ = _dask_problem()
+    frames = [
+        dd.from_pandas(v, npartitions=3) for v in (pd.DataFrame(X), pd.Series(y), pd.Series(w))
+    ]
+    reads = _count_block_reads(monkeypatch)
+    with dask.config.set(scheduler="synchronous"):
+        search = _search().fit(frames[0], frames[1], sample_weight=frames[2])
+    assert sorted(reads) == sorted(2 * list(range(3)))
+    reference = _search().fit(X, y, sample_weight=w)
+    assert_allclose(search.coef_, reference.coef_, rtol=1e-9, atol=1e-12)
+
+
 @pytest.mark.slow
 def test_dask_search_on_a_two_process_cluster_equals_in_memory():
     distributed = pytest.importorskip("distributed")
@@ -426,7 +498,7 @@ def test_dask_search_on_a_two_process_cluster_equals_in_memory():
     assert search.best_params_ == reference.best_params_
     assert_allclose(search.predict(X), reference.predict(X), atol=1e-9)
     # The per-fold statistics were reduced on both workers, one task per block.
-    blocks = [t for t in stream.data if "block_atom_factors" in str(t["key"])]
+    blocks = [t for t in stream.data if "block_search_statistics" in str(t["key"])]
     assert len(blocks) == 6 and len({t["worker"] for t in blocks}) == 2
 
 
