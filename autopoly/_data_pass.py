@@ -2,9 +2,10 @@
 
 Everything here reads the rows chunk by chunk (``CHUNK_BYTES`` each), so the expanded matrix is
 never held whole. Rows come from an in-memory source (:class:`autopoly._sources.ArraySource`:
-``n_rows``, ``n_outputs``, ``unit_weights`` and ``take(rows, dtype, device)``, which hands out
-tensors on the compute device in the compute dtype), so NumPy arrays, tensors on any device and
-the blocks of a Dask worker share this code.
+``n_rows``, ``n_outputs``, ``unit_weights``, ``take(rows, dtype, device)``, which hands out
+tensors on the compute device in the compute dtype, and ``take_host(rows)``, which hands out
+host rows as float64 NumPy arrays), so NumPy arrays, tensors on any device and the blocks of a
+Dask worker share this code.
 """
 
 from dataclasses import dataclass
@@ -63,13 +64,50 @@ class DesignMap:
         self.expansion.fill(ZT, buf[first : first + n_terms])
         return buf[: first + n_terms].T if extra_rows == 0 else buf
 
+    def host(self, X, extra_rows):
+        """:meth:`__call__` in NumPy for float64 rows on the host (``extra_rows`` buffer form).
+
+        The same plan and the same operations, each correctly rounded, so the buffer equals
+        the torch one bit for bit; NumPy's operations on small arrays cost a fraction of
+        torch's.
+        """
+        ZT = np.ascontiguousarray(((X - self.x_offset.numpy()) / self.x_scale.numpy()).T)
+        first = int(self.intercept)
+        n_terms = self.expansion.n_terms
+        buf = np.empty((first + n_terms + extra_rows, ZT.shape[1]))
+        if first:
+            buf[0] = 1.0
+        self.expansion.fill_numpy(ZT, buf[first : first + n_terms])
+        return buf
+
 
 def weighted_chunks(source, setup):
-    """``sqrt(w) * [D, t]`` chunk by chunk, transposed: ``(n_design + n_outputs, rows)``."""
+    """``sqrt(w) * [D, t]`` chunk by chunk, transposed: ``(n_design + n_outputs, rows)``.
+
+    Host rows (NumPy) of a float64 fit on the CPU are expanded by NumPy (see
+    :meth:`DesignMap.host`): the chunks equal torch's bit for bit, and a small fit does not pay
+    torch's few microseconds per operation. Other rows (tensors, other dtypes and devices)
+    are expanded by torch where they are.
+    """
     n_design = setup.design.n_design
     # Without sample_weight every weight is 1: skip a pass over each chunk.
     unit_weights = source.unit_weights
-    for rows in chunk_slices(source.n_rows, n_design + source.n_outputs, setup.design.itemsize):
+    slices = chunk_slices(source.n_rows, n_design + source.n_outputs, setup.design.itemsize)
+    if setup.device.type == "cpu" and setup.dtype == torch.float64 and source.device is None:
+        y_offset, y_scale = setup.scaling.y_offset, setup.scaling.y_scale
+        for rows in slices:
+            X, y, w = source.take_host(rows, weights=not unit_weights)
+            # Overflowing terms become inf silently, as in torch: the solve names them.
+            with np.errstate(all="ignore"):
+                buf = setup.design.host(X, extra_rows=source.n_outputs)
+                buf[n_design:] = ((y - y_offset) / y_scale).T
+                if not unit_weights:
+                    # torch's square root (not always correctly rounded, unlike NumPy's):
+                    # the same weights as the torch route's.
+                    buf *= torch.from_numpy(w).sqrt().numpy()
+            yield torch.from_numpy(buf)
+        return
+    for rows in slices:
         # The expansion is streaming element-wise work: one torch thread does it as fast as
         # several, and on a shared machine several wait at every barrier of every product
         # (ten times slower measured on two cores); the caller's matrix products keep them.

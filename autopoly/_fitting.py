@@ -79,7 +79,9 @@ def fit(spec, source, warm=None):
         source.device,
         continuing=stream is not None,
     )
-    generator = spec.generator()
+    # Only mini-batches and the validation split draw random numbers.
+    draws = spec.early_stopping or spec.batch_size is not None
+    generator = spec.generator() if draws else None
     validation = None
     if spec.early_stopping:
         source, held_out = source.split(spec.validation_fraction, generator)
@@ -396,7 +398,8 @@ def solve(
     The outputs of a multi-output fit are independent problems: each gets its own optimizer and
     stopping rule (:func:`_independent_outputs`), so that it stops where its own fit would.
     """
-    if not bool(torch.isfinite(R_aug).all()):
+    R_host = host64(R_aug) if R_aug.dtype == torch.float64 else R_aug.detach().cpu().numpy()
+    if not np.isfinite(R_host).all():
         raise terms_overflow(spec, setup)
     whitening = whiten(spec, setup, R_aug, weight_sum, n_rows=n_rows, stream_epoch=epoch)
     if whitening.determined is not None and not epoch:
@@ -466,7 +469,7 @@ def solve(
             # The L1 optimum's exact zeros (the basis change leaves rounding-level values).
             raw[first_term:, k][zero] = 0.0
     stream = StreamState(
-        R=R_aug.detach().cpu().numpy(),
+        R=R_host,
         weight_sum=weight_sum,
         scaling=setup.scaling,
         optimizer_state=state,
@@ -590,9 +593,7 @@ def _optimize(
         V = initial_params(setup, whitening, previous_theta)
         result = _closed_form_train(V, whitening, setup.scaling.y_scale, spec.tol)
         if result is not None:
-            theta_scaled = whitening.M.detach().cpu().to(torch.float64).numpy() @ (
-                result.V.detach().cpu().to(torch.float64).numpy()
-            )
+            theta_scaled = host64(whitening.M) @ host64(result.V)
             return _Solved(result, theta_scaled, "LBFGS")
     if rows is None:
         # The whitened quadratic already holds the L2 part of the penalty.
@@ -677,9 +678,7 @@ def _closed_form_train(V, whitening, y_scale, tol):
     by its value at ``V = 0``. Needs ``tol > 0`` (the loop's gradient test is off at 0).
     ``None`` when a loss is not finite: the loop then runs, and raises its divergence error.
     """
-    C = whitening.C.detach().cpu().to(torch.float64).numpy()
-    resid = whitening.resid.detach().cpu().to(torch.float64).numpy()
-    start = V.detach().cpu().to(torch.float64).numpy()
+    C, resid, start = host64(whitening.C), host64(whitening.resid), host64(V)
     s2 = np.asarray(y_scale, dtype=np.float64) ** 2
     with np.errstate(all="ignore"):
         j0 = s2 * ((C * C).sum(0) + resid)
@@ -704,6 +703,15 @@ def _closed_form_train(V, whitening, y_scale, tol):
         curve = [user, final_user]
         best = min(curve)
     return TrainResult(V=V, n_iter=len(curve), converged=True, loss_curve=curve, best_loss=best)
+
+
+def host64(tensor):
+    """A tensor's values as a float64 NumPy array: a view of a CPU float64 tensor's memory
+    (one call instead of the four of ``detach().cpu().to(float64).numpy()``), else a copy.
+    """
+    if tensor.dtype == torch.float64 and not tensor.requires_grad and tensor.device.type == "cpu":
+        return tensor.numpy()
+    return tensor.detach().cpu().to(torch.float64).numpy()
 
 
 def _solve_l1(spec, setup, whitening, weight_sum):

@@ -1,6 +1,7 @@
 """TorchPolyRegressor: polynomial regression fitted by a torch optimizer, as a sklearn estimator."""
 
 import contextlib
+from functools import lru_cache
 from numbers import Integral, Real
 
 import numpy as np
@@ -40,6 +41,14 @@ def _autograd_on():
     stack.enter_context(torch.inference_mode(False))
     stack.enter_context(torch.enable_grad())
     return stack
+
+
+@lru_cache(maxsize=None)
+def _param_names(cls):
+    """``BaseEstimator._get_param_names`` once per class: it reads the signature of
+    ``__init__`` (tens of microseconds), and every ``fit``, ``get_params`` and ``clone`` asks.
+    """
+    return tuple(BaseEstimator._get_param_names.__func__(cls))
 
 
 def _on_device(array, device):
@@ -299,6 +308,10 @@ class TorchPolyRegressor(InferenceMixin, RegressorMixin, BaseEstimator):
         self.verbose = verbose
 
     # ----------------------------------------------------------------------------- helpers
+
+    @classmethod
+    def _get_param_names(cls):
+        return list(_param_names(cls))
 
     def _threads(self, spec, source):
         """One torch thread for small problems (and on thread pools); all of them otherwise.

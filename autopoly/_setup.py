@@ -13,6 +13,7 @@ import torch
 from ._conditioning import basis_change
 from ._data_pass import DesignMap
 from ._device import available_memory, resolve_device
+from ._sources import to_tensor
 from ._state import Scaling, Terms
 
 # Statistics needing at most this many bytes are not checked against the available memory:
@@ -76,9 +77,14 @@ def dtype_name(dtype):
 
 def fit_device(spec, source_device):
     """The compute device: ``device='auto'`` follows a tensor's device, else the parameter."""
+    if spec.device == "cpu":  # the default: nothing to look up
+        return _CPU
     if isinstance(spec.device, str) and spec.device.lower() == "auto" and source_device is not None:
         return resolve_device(source_device, spec.dtype)
     return resolve_device(spec.device, spec.dtype)
+
+
+_CPU = torch.device("cpu")
 
 
 def make_setup(spec, n_features, n_outputs, scaling, source_device=None, continuing=False):
@@ -118,7 +124,7 @@ def make_setup_on(device, dtype, terms, scaling, continuing, check=True):
     n_features = scaling.x_offset.shape[0]
 
     def as_t(a):
-        return torch.as_tensor(a, dtype=dtype, device=device)
+        return to_tensor(a, dtype, device)  # float64 on the CPU: wrapped, not copied
 
     powers = terms.powers(n_features)
     with np.errstate(over="ignore", invalid="ignore"):
@@ -154,7 +160,7 @@ def check_size(spec, n_features, n_outputs, device):
             f"{n_features} feature(s) gives no terms, and fit_intercept=False leaves no term "
             "to fit; use a lower min_degree, interaction_only=False or fit_intercept=True."
         )
-    itemsize = torch.empty((), dtype=spec.dtype).element_size()
+    itemsize = spec.dtype.itemsize
     cols = terms + 1 + n_outputs
     # The triangular factor, its inverse, the rows stacked for a ridge (twice as tall) and the
     # basis change: about four cols x cols matrices.

@@ -63,7 +63,21 @@ def column_range(X):
     if isinstance(X, torch.Tensor):
         lo, hi = torch.aminmax(X, dim=0)
         return lo.to(torch.float64).cpu().numpy(), hi.to(torch.float64).cpu().numpy()
-    return np.min(X, axis=0).astype(np.float64), np.max(X, axis=0).astype(np.float64)
+    # NumPy reduces a few columns of C-ordered rows along axis 0 in many tiny inner loops
+    # (1000 x 5: 60 us, 1e6 x 5: 56 ms); the rows of a transposed, cache-sized block reduce
+    # at full speed (7 us, 7 ms). Minima and maxima are exact either way.
+    step = max(1, MINMAX_BLOCK // X.shape[1])
+    lo = hi = None
+    for start in range(0, X.shape[0], step):
+        block = np.ascontiguousarray(X[start : start + step].T)
+        b_lo, b_hi = block.min(axis=1), block.max(axis=1)
+        lo = b_lo if lo is None else np.minimum(lo, b_lo)
+        hi = b_hi if hi is None else np.maximum(hi, b_hi)
+    return lo.astype(np.float64), hi.astype(np.float64)
+
+
+# Entries of one transposed block of column_range (half a MiB of float64).
+MINMAX_BLOCK = 2**16
 
 
 class ArraySource:
@@ -103,6 +117,15 @@ class ArraySource:
             rows = rows.cpu().numpy() if self.device is None else rows.to(self.device)
         w = to_tensor(self.w[rows], dtype, device) if weights else None
         return to_tensor(self.X[rows], dtype, device), to_tensor(self.y[rows], dtype, device), w
+
+    def take_host(self, rows, weights=True):
+        """``(X, y, w)`` of the slice ``rows`` of NumPy rows, as float64 NumPy arrays.
+
+        Views where the arrays are float64 already; ``w`` is None when ``weights`` is false.
+        """
+        w = self.w[rows].astype(np.float64, copy=False) if weights else None
+        X = self.X[rows].astype(np.float64, copy=False)
+        return X, self.y[rows].astype(np.float64, copy=False), w
 
     def weight_sum(self):
         return float(self.w.sum())

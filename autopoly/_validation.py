@@ -63,6 +63,9 @@ def fit_data(estimator, X, y, sample_weight, reset):
         )
     except (TypeError, ValueError) as exc:
         _raise_explained(exc, X, y)
+    if sample_weight is None:
+        # What _check_sample_weight returns for None, without its checks of the ones.
+        return X_valid, y_valid, np.ones(X_valid.shape[0])
     try:
         weights = _check_sample_weight(
             sample_weight, X_valid, dtype=np.float64, ensure_non_negative=True
