@@ -590,7 +590,8 @@ def _optimize(
         and closed_form_lbfgs(spec.optimizer_class, spec.optimizer_kwargs)
     )
     if closed_form and spec.tol > 0 and not spec.verbose:
-        V = initial_params(setup, whitening, previous_theta)
+        # (No gradient is taken on this route: plain values.)
+        V = initial_params(setup, whitening, previous_theta).detach()
         result = _closed_form_train(V, whitening, setup.scaling.y_scale, spec.tol)
         if result is not None:
             theta_scaled = host64(whitening.M) @ host64(result.V)

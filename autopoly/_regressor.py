@@ -37,6 +37,8 @@ def _autograd_on():
     """The optimizer needs autograd, even when the caller runs under ``torch.no_grad()`` or
     ``torch.inference_mode()`` (e.g. a fit inside a model's evaluation code).
     """
+    if torch.is_grad_enabled() and not torch.is_inference_mode_enabled():
+        return contextlib.nullcontext()  # the usual case: nothing to switch
     stack = contextlib.ExitStack()
     stack.enter_context(torch.inference_mode(False))
     stack.enter_context(torch.enable_grad())

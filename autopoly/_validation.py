@@ -267,6 +267,8 @@ def _time_kind(dtype):
         return _DATETIMES
     if kind == "m":
         return _DURATIONS
+    if isinstance(dtype, np.dtype):  # NumPy's own: no periods, no pyarrow (str() is slow)
+        return None
     if str(dtype).startswith("period"):
         return _PERIODS
     arrow = getattr(dtype, "pyarrow_dtype", None)
