@@ -16,6 +16,9 @@ from pathlib import Path
 
 import pytest
 
+# Each benchmark script runs in a subprocess that imports torch and sklearn: minutes in all.
+pytestmark = pytest.mark.slow
+
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 SCRIPTS = {
     "bench_fit": [

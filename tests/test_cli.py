@@ -50,6 +50,7 @@ def data_csv(tmp_path):
     return path
 
 
+@pytest.mark.slow  # a fresh interpreter: seconds of importing torch
 def test_demo_by_default_prints_true_and_fitted_coefficients_and_time():
     result = _run()
     assert result.returncode == 0, result.stderr
@@ -75,6 +76,7 @@ def test_demo_data_is_the_tutorials_problem():
     assert_allclose(demo_data(seed=0)[0], X)  # fixed seed
 
 
+@pytest.mark.slow  # a fresh interpreter: seconds of importing torch
 def test_fit_end_to_end_with_cv_and_skops(data_csv, tmp_path):
     pytest.importorskip("skops")
     import skops.io

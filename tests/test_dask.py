@@ -459,6 +459,7 @@ def _report_in_fit_guard():
         return n, thread_report()
 
 
+@pytest.mark.slow  # starts loky worker processes, each importing torch
 def test_loky_workers_do_not_multiply_torch_threads():
     n_jobs = 2
     reports = joblib.Parallel(n_jobs=n_jobs)(joblib.delayed(_report)() for _ in range(4))
@@ -503,6 +504,7 @@ def test_task_threads_restores_the_thread_count():
 # ------------------------------------------------------------------- packaging
 
 
+@pytest.mark.slow  # a fresh interpreter: seconds of importing torch
 def test_package_imports_and_fits_without_dask():
     code = (
         "import sys; sys.modules['dask'] = None; sys.modules['distributed'] = None\n"

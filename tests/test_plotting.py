@@ -202,6 +202,7 @@ def test_missing_matplotlib_gives_install_hint(model, monkeypatch):
         LossCurveDisplay.from_estimator(model)
 
 
+@pytest.mark.slow  # a fresh interpreter: seconds of importing torch
 def test_module_imports_without_matplotlib():
     code = (
         "import sys; sys.modules['matplotlib'] = None; "

@@ -249,6 +249,7 @@ def test_warm_start_continues_from_previous_solution(rng):
     assert_allclose(model.coef_, first, atol=1e-10)
 
 
+@pytest.mark.slow  # 135 fits of a pipeline: the slowest test of the module
 def test_grid_search_over_lr_and_degree_matches_or_beats_linear_regression():
     X, y = load_diabetes(return_X_y=True)
     pipe = Pipeline([("scale", StandardScaler()), ("poly", TorchPolyRegressor())])

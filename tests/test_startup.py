@@ -37,6 +37,7 @@ def _fresh(code):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # a fresh interpreter: seconds of importing torch
 def test_import_autopoly_imports_no_optional_dependency_nor_the_compiler_stack():
     found = _fresh(
         "import json, sys\n"
@@ -52,6 +53,7 @@ def test_import_autopoly_imports_no_optional_dependency_nor_the_compiler_stack()
     assert found["pandas_after"] == found["pandas_before"]
 
 
+@pytest.mark.slow  # a fresh interpreter: seconds of importing torch
 def test_default_fit_does_not_import_the_compiler_stack():
     # torch.optim imports torch._dynamo (sympy, torch.distributed: about a second) when the
     # first optimizer is built; the default squared-error fit builds none.
