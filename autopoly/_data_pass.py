@@ -71,7 +71,9 @@ class DesignMap:
         the torch one bit for bit; NumPy's operations on small arrays cost a fraction of
         torch's.
         """
-        ZT = np.ascontiguousarray(((X - self.x_offset.numpy()) / self.x_scale.numpy()).T)
+        # The transposed rows, scaled straight into a row-major buffer (no second copy).
+        ZT = np.subtract(X.T, self.x_offset.numpy()[:, None], order="C")
+        ZT /= self.x_scale.numpy()[:, None]
         first = int(self.intercept)
         n_terms = self.expansion.n_terms
         buf = np.empty((first + n_terms + extra_rows, ZT.shape[1]))
