@@ -137,13 +137,14 @@ def _append_rows(R, Z, rows):
     ``R.T @ R``, so it keeps every digit the data have (no squared condition number).
     """
     n_design = R.shape[1]
-    stacked = torch.cat(
-        [
-            torch.cat([R, Z], 1),
-            torch.cat([rows, rows.new_zeros((rows.shape[0], Z.shape[1]))], 1),
-        ]
-    )
+    top = torch.cat([R, Z], 1)
+    # Zero rows (the factor of fewer rows than terms) change no factor: the QR, whose cost
+    # grows with its rows, leaves them out.
+    top = top[(top != 0).any(1)]
+    stacked = torch.cat([top, torch.cat([rows, rows.new_zeros((rows.shape[0], Z.shape[1]))], 1)])
     F = torch.linalg.qr(stacked, mode="r")[1]
+    if F.shape[0] < n_design:
+        F = torch.cat([F, F.new_zeros((n_design - F.shape[0], F.shape[1]))])
     tail = F[n_design:, n_design:]
     return F[:n_design, :n_design], F[:n_design, n_design:], (tail * tail).sum(0)
 
