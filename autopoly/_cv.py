@@ -335,13 +335,15 @@ best_loss_, device_ : see TorchPolyRegressor
         """``cv_results_`` with GridSearchCV's keys (the shared pass's time split evenly)."""
         n_cand, n_splits = len(candidates), len(split_results)
         scores = np.array([r.scores for r in split_results]).T  # (n_cand, n_splits)
-        fit_t = np.array([r.fit_times for r in split_results]).T + pass_time / (n_cand * n_splits)
-        score_t = np.array([r.score_times for r in split_results]).T
+        fit_times = np.array([r.fit_times for r in split_results]).T + pass_time / (
+            n_cand * n_splits
+        )
+        score_times = np.array([r.score_times for r in split_results]).T
         results = {
-            "mean_fit_time": fit_t.mean(1),
-            "std_fit_time": fit_t.std(1),
-            "mean_score_time": score_t.mean(1),
-            "std_score_time": score_t.std(1),
+            "mean_fit_time": fit_times.mean(1),
+            "std_fit_time": fit_times.std(1),
+            "mean_score_time": score_times.mean(1),
+            "std_score_time": score_times.std(1),
         }
         for name in ("alpha", "degree", "l1_ratio"):
             results[f"param_{name}"] = np.ma.MaskedArray(
@@ -532,25 +534,25 @@ best_loss_, device_ : see TorchPolyRegressor
             if not ok:
                 continue
             index = torch.as_tensor(test, device=X.device) if isinstance(X, torch.Tensor) else test
-            X_t, y_t, w_t = X[index], y2[index], w[index]
+            X_test, y_test, w_test = X[index], y2[index], w[index]
             start = time.perf_counter()
             pred = cvs.predictions(
-                design, X_t, [result.coef[c] for c in ok], scaling, torch.float64, device
+                design, X_test, [result.coef[c] for c in ok], scaling, torch.float64, device
             )
             shared = (time.perf_counter() - start) / len(ok)
-            y_true = y_t[:, 0] if y_ndim == 1 else y_t
+            y_true = y_test[:, 0] if y_ndim == 1 else y_test
             if isinstance(y_true, torch.Tensor):
                 y_true = y_true.cpu().numpy()
             kwargs = {}
             if weighted:
                 kwargs["sample_weight"] = (
-                    w_t.cpu().numpy() if isinstance(w_t, torch.Tensor) else w_t
+                    w_test.cpu().numpy() if isinstance(w_test, torch.Tensor) else w_test
                 )
             for j, c in enumerate(ok):
                 start = time.perf_counter()
                 y_pred = pred[:, j, 0] if y_ndim == 1 else pred[:, j, :]
                 try:
-                    result.scores[c] = scorer(_Fixed(y_pred), X_t, y_true, **kwargs)
+                    result.scores[c] = scorer(_Fixed(y_pred), X_test, y_true, **kwargs)
                 except (ValueError, ZeroDivisionError) as exc:
                     result.errors.append((c, f"scoring failed: {exc}"))
                 result.score_times[c] = shared + time.perf_counter() - start

@@ -346,26 +346,30 @@ def test_fold(R, weight, layout):
     return TestFold(R, weight, tss)
 
 
-def exact_score(scoring, fold, layout, theta_t, y_scale):
+def exact_score(scoring, fold, layout, theta_scaled, y_scale):
     """A test fold's score from its statistics alone (see :data:`EXACT_SCORINGS`)."""
     if not fold.weight > 0:
         return float("nan")  # no row of the test set weighs anything
-    n_design = theta_t.shape[0]
+    n_design = theta_scaled.shape[0]
     v = np.zeros((layout.n_cols, layout.n_outputs))
-    v[layout.design_columns(n_design)] = theta_t
+    v[layout.design_columns(n_design)] = theta_scaled
     v[layout.target_columns(), np.arange(layout.n_outputs)] = -1.0
     r = fold.R @ v
-    sse_t = (r * r).sum(0)
+    sse_scaled = (r * r).sum(0)
     if scoring == "r2":
-        tss_t = fold.tss
+        tss_scaled = fold.tss
         # sklearn.metrics.r2_score: a constant target scores 1 when fitted exactly, else 0.
         tiny = 1e-28 * np.maximum(fold.weight, 1.0)
         with np.errstate(divide="ignore", invalid="ignore"):
-            r2 = np.where(tss_t > tiny, 1 - sse_t / np.where(tss_t > tiny, tss_t, 1.0), 0.0)
-        r2 = np.where((tss_t <= tiny) & (sse_t <= tiny), 1.0, r2)
+            r2 = np.where(
+                tss_scaled > tiny,
+                1 - sse_scaled / np.where(tss_scaled > tiny, tss_scaled, 1.0),
+                0.0,
+            )
+        r2 = np.where((tss_scaled <= tiny) & (sse_scaled <= tiny), 1.0, r2)
         return float(np.mean(r2))
     with np.errstate(divide="ignore", invalid="ignore"):
-        mse = sse_t * np.asarray(y_scale, dtype=np.float64) ** 2 / fold.weight
+        mse = sse_scaled * np.asarray(y_scale, dtype=np.float64) ** 2 / fold.weight
     if scoring == "neg_mean_squared_error":
         return -float(np.mean(mse))
     return -float(np.mean(np.sqrt(mse)))
@@ -434,14 +438,14 @@ def search_split(candidates, stats, train, test, layout, scoring, scaling):
                 continue
             if starts:
                 l1_start[cand.l1_ratio] = starts
-            theta_t = scaled_coefficients(theta, scaling, layout.fit_intercept)
+            theta_scaled = scaled_coefficients(theta, scaling, layout.fit_intercept)
             full = np.zeros((layout.n_stats_design, layout.n_outputs))
-            full[layout.design_columns(n_design)] = theta_t
+            full[layout.design_columns(n_design)] = theta_scaled
             coef[c] = full
             fit_times[c] = shared + per_degree + time.perf_counter() - start
             if fold is not None:
                 start = time.perf_counter()
-                scores[c] = exact_score(scoring, fold, layout, theta_t, scaling.y_scale)
+                scores[c] = exact_score(scoring, fold, layout, theta_scaled, scaling.y_scale)
                 score_times[c] = time.perf_counter() - start
     return SplitResult(scores, fit_times, score_times, coef, errors)
 
