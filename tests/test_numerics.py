@@ -8,7 +8,7 @@ import pytest
 import torch
 from numpy.testing import assert_allclose
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import Ridge
+from sklearn.linear_model import LinearRegression, Ridge
 from sklearn.preprocessing import PolynomialFeatures
 
 from autopoly import DivergenceError, TorchPolyRegressor
@@ -553,3 +553,22 @@ def test_each_output_of_a_multi_output_fit_stops_where_its_own_fit_stops(params)
                 alone.intercept_, rel=1e-8, abs=1e-8 * scale
             )
             assert joint.n_iter_ >= alone.n_iter_
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_refining_the_raw_coefficients_keeps_the_predictions_at_the_optimum(weighted):
+    # Two nearly collinear features near 1e3 at degree 4: float64 raw coefficients (up to
+    # 1e8, with an intercept of -2e9) cannot hold the optimum, so the raw refinement step must
+    # not move the scaled coefficients that predict uses (it did: 3% above the optimum).
+    rng = np.random.default_rng(8)
+    X = np.sort(rng.uniform(1000, 1010, (900, 2)), axis=0)
+    X[300:400, 1] = 1004.0
+    y = np.sin(X[:, 0]) + 1e-3 * X[:, 1] ** 2 + 0.05 * rng.normal(size=900)
+    w = rng.uniform(0.5, 2, 900) if weighted else np.ones(900)
+    w[600:700] = 0.0 if weighted else 1.0
+    poly = PolynomialFeatures(4, include_bias=False)
+    Z = (X - 1005.0) / 5.0  # the reference in a well-conditioned basis, no rank cutoff
+    ref = LinearRegression(tol=1e-15).fit(poly.fit_transform(Z), y, sample_weight=w)
+    optimum = w @ (ref.predict(poly.transform(Z)) - y) ** 2
+    model = TorchPolyRegressor(degree=4).fit(X, y, sample_weight=w if weighted else None)
+    assert w @ (model.predict(X) - y) ** 2 <= optimum * (1 + 1e-10)
