@@ -253,7 +253,9 @@ def _dense_basis_change(full, offset, scale):
     return T
 
 
-@lru_cache(maxsize=64)
+# A plan's index holds up to _DENSE_BASIS_CHANGE int64 entries (16 MB): a few plans cover a
+# grid search's term sets without holding on to much memory.
+@lru_cache(maxsize=8)
 def _dense_plan(shape, data):
     """What :func:`_dense_basis_change` needs of the powers alone (cached: a grid search
     changes the data of every fold, not the terms): the binomial coefficients
