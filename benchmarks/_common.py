@@ -274,6 +274,30 @@ def finish(checks):
         sys.exit(f"{len(failed)} check(s) failed; the results were written all the same.")
 
 
+def report_head(title, generated, env, targets):
+    """The first lines of a benchmark's Markdown report: its title, how it was generated (the
+    command and what the timings mean), the environment and the targets table.
+    """
+    return [
+        f"# {title}",
+        "",
+        generated,
+        "",
+        environment_markdown(env),
+        "",
+        "## Targets",
+        "",
+        markdown_table(*targets_table(targets)),
+        "",
+    ]
+
+
+def write_report(out, name, md, targets):
+    """``name.md`` (the report's lines) and ``name_targets.csv`` (its targets, for the docs)."""
+    (out / f"{name}.md").write_text("\n".join(md))
+    write_csv(out / f"{name}_targets.csv", *targets_table(targets))
+
+
 def checks_markdown(checks):
     rows = [(name, "pass" if ok else "**FAIL**", detail) for name, ok, detail in checks]
     return markdown_table(["check", "result", "detail"], rows)
