@@ -225,20 +225,7 @@ def binomial_basis_change(powers, offset, scale):
     """
     powers = np.asarray(powers, dtype=np.int64)
     full = np.vstack([np.zeros((1, powers.shape[1]), dtype=np.int64), powers])
-    if full.shape[0] ** 2 * full.shape[1] <= _DENSE_BASIS_CHANGE:
-        return _dense_basis_change(full, offset, scale)
-    return _sparse_basis_change(full, offset, scale)
-
-
-# Up to this many (entries x features), the basis change is built from a cached plan of its
-# nonzero entries (a term of degree d has at most 2**d sub-monomials), found once per term set
-# by comparing every pair of terms (n_terms**2 * n_features work); beyond, term by term from
-# its sub-monomials in Python, with no pairwise comparison (30 features at degree 3: 0.1 s).
-_DENSE_BASIS_CHANGE = 2_000_000
-
-
-def _dense_basis_change(full, offset, scale):
-    binom, gap, rows, cols, index = _dense_plan(full.shape, full.tobytes())
+    binom, gap, rows, cols, index = _basis_change_plan(full.shape, full.tobytes())
     k = np.arange(binom.shape[0])
     offset = np.asarray(offset, dtype=np.float64)[:, None, None]
     scale = np.asarray(scale, dtype=np.float64)[:, None, None]
@@ -256,51 +243,32 @@ def _dense_basis_change(full, offset, scale):
     return T
 
 
-# A plan holds a few int64 numbers per nonzero entry (a term of degree d has at most 2**d
-# sub-monomials): a few plans cover a grid search's term sets.
+# A plan holds n_features int64 numbers per nonzero entry (a term of degree d has at most
+# 2**d sub-monomials): a few plans cover a grid search's term sets.
 @lru_cache(maxsize=8)
-def _dense_plan(shape, data):
-    """What :func:`_dense_basis_change` needs of the powers alone (cached: a grid search
+def _basis_change_plan(shape, data):
+    """What :func:`binomial_basis_change` needs of the powers alone (cached: a grid search
     changes the data of every fold, not the terms): the binomial coefficients
     ``binom[b, a] = C(a, b)``, the exponent gaps ``a - b``, the entries ``(rows, cols)`` where
-    monomial ``r`` divides term ``c`` (``full[r] <= full[c]``), and per feature the flat index
-    of ``factor[j, full[r, j], full[c, j]]`` for each of them.
+    monomial ``r`` divides term ``c`` (each term's sub-monomials, enumerated: no comparison of
+    every pair of terms), and per feature the flat index of ``factor[j, full[r, j], full[c, j]]``
+    for each of them.
     """
     full = np.frombuffer(data, dtype=np.int64).reshape(shape)
     k = np.arange(int(full.max(initial=0)) + 1)
     binom = np.array([[comb(int(a), int(b)) for a in k] for b in k], dtype=np.float64)
     gap = k[None, :] - k[:, None]
     size = k.size
-    rows, cols = np.nonzero((full[:, None, :] <= full[None, :, :]).all(-1))
+    terms = [tuple(a) for a in full.tolist()]
+    position = {a: i for i, a in enumerate(terms)}
+    rows, cols = [], []
+    for col, a in enumerate(terms):
+        for b in product(*(range(e + 1) for e in a)):
+            row = position.get(b)
+            if row is not None:
+                rows.append(row)
+                cols.append(col)
+    rows, cols = np.array(rows, dtype=np.int64), np.array(cols, dtype=np.int64)
     features = np.arange(full.shape[1])[:, None]
     index = (features * size + full[rows].T) * size + full[cols].T
     return binom, gap, rows, cols, index
-
-
-def _sparse_basis_change(full, offset, scale):
-    n_features = full.shape[1]
-    rows = full.tolist()
-    index = {tuple(b): i for i, b in enumerate(rows)}
-    offset = [float(o) for o in offset]
-    scale = [float(s) for s in scale]
-    T = np.zeros((len(rows), len(rows)))
-    for col, a in enumerate(rows):
-        feats = [j for j in range(n_features) if a[j]]
-        # ((x_j - o_j) / s_j)^a_j = sum_b C(a_j, b) (-o_j)^(a_j - b) x_j^b / s_j^a_j
-        choices = [
-            [
-                (b, comb(a[j], b) * (-offset[j]) ** (a[j] - b) / scale[j] ** a[j])
-                for b in range(a[j] + 1)
-            ]
-            for j in feats
-        ]
-        for choice in product(*choices):
-            b = [0] * n_features
-            weight = 1.0
-            for j, (b_j, w) in zip(feats, choice):
-                b[j] = b_j
-                weight *= w
-            row = index.get(tuple(b))
-            if row is not None:
-                T[row, col] = weight
-    return T
