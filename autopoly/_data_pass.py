@@ -3,9 +3,9 @@
 Everything here reads the rows chunk by chunk (``CHUNK_BYTES`` each), so the expanded matrix is
 never held whole. Rows come from an in-memory source (:class:`autopoly._sources.ArraySource`:
 ``n_rows``, ``n_outputs``, ``unit_weights``, ``take(rows, dtype, device)``, which hands out
-tensors on the compute device in the compute dtype, and ``take_host(rows)``, which hands out
-host rows as float64 NumPy arrays), so NumPy arrays, tensors on any device and the blocks of a
-Dask worker share this code.
+tensors on the compute device in the compute dtype, and, where ``on_host``,
+``take_host(rows)``, which hands out the host rows as float64 NumPy arrays), so NumPy arrays,
+tensors on any device and the blocks of a Dask worker share this code.
 """
 
 from dataclasses import dataclass
@@ -86,16 +86,16 @@ class DesignMap:
 def weighted_chunks(source, setup):
     """``sqrt(w) * [D, t]`` chunk by chunk, transposed: ``(n_design + n_outputs, rows)``.
 
-    Host rows (NumPy) of a float64 fit on the CPU are expanded by NumPy (see
-    :meth:`DesignMap.host`): the chunks equal torch's bit for bit, and a small fit does not pay
-    torch's few microseconds per operation. Other rows (tensors, other dtypes and devices)
-    are expanded by torch where they are.
+    Host rows (NumPy arrays, or tensors on the CPU) of a float64 fit on the CPU are expanded by
+    NumPy (see :meth:`DesignMap.host`): the chunks equal torch's bit for bit, and a small fit
+    does not pay torch's few microseconds per operation. Other rows (on another device, or a
+    float32 fit) are expanded by torch where they are.
     """
     n_design = setup.design.n_design
     # Without sample_weight every weight is 1: skip a pass over each chunk.
     unit_weights = source.unit_weights
     slices = chunk_slices(source.n_rows, n_design + source.n_outputs, setup.design.itemsize)
-    if setup.device.type == "cpu" and setup.dtype == torch.float64 and source.device is None:
+    if setup.device.type == "cpu" and setup.dtype == torch.float64 and source.on_host:
         y_offset, y_scale = setup.scaling.y_offset, setup.scaling.y_scale
         for rows in slices:
             X, y, w = source.take_host(rows, weights=not unit_weights)

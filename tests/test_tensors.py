@@ -287,15 +287,19 @@ def test_predict_checks_tensors_like_arrays():
 
 @pytest.fixture
 def host_copies(monkeypatch):
-    """Records the element count of every float tensor taken off a device or into NumPy."""
+    """Records the element count of every float tensor taken off a device or copied into
+    NumPy (a CPU tensor's ``.numpy()`` view shares its memory: not a copy).
+    """
     seen = []
     for name in ("cpu", "numpy", "tolist", "__array__"):
         original = getattr(torch.Tensor, name)
 
-        def spy(self, *args, _original=original, **kwargs):
-            if self.is_floating_point():
+        def spy(self, *args, _original=original, _name=name, **kwargs):
+            out = _original(self, *args, **kwargs)
+            view = _name == "numpy" and out.ctypes.data == self.data_ptr()
+            if self.is_floating_point() and not view:
                 seen.append(self.numel())
-            return _original(self, *args, **kwargs)
+            return out
 
         monkeypatch.setattr(torch.Tensor, name, spy)
     original_to = torch.Tensor.to
