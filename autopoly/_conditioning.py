@@ -22,6 +22,7 @@ import math
 
 import numpy as np
 import torch
+from sklearn.externals.array_api_compat import array_namespace, device
 
 from ._features import binomial_basis_change
 from ._rank import (
@@ -62,23 +63,33 @@ def input_scaling(lo, hi, centre):
 def target_scaling(y, sample_weight, centre):
     """Weighted mean (or 0) and weighted standard deviation (or RMS) of each target column.
 
-    ``y`` (2-D) and ``sample_weight`` are float64 tensors on any device; the result is two
-    float64 NumPy vectors.
+    ``y`` (2-D) and ``sample_weight`` are float64 arrays of one kind: NumPy arrays for rows in
+    host memory, or torch tensors on the device they live on (the rows are reduced where they
+    are: array-API code, see ``sklearn.utils._array_api``). The result is two float64 NumPy
+    vectors.
     """
-    w = sample_weight / sample_weight.sum()
-    offset = w @ y if centre else y.new_zeros(y.shape[1])
-    # Squared deviations in units of the largest one: no overflow near 1e155, no underflow
-    # to zero near 1e-170.
+    with np.errstate(all="ignore"):  # (non-finite y is named by the caller's check)
+        return _target_scaling(array_namespace(y, sample_weight), y, sample_weight, centre)
+
+
+def _target_scaling(xp, y, sample_weight, centre):
+    w = sample_weight / xp.sum(sample_weight)
+    offset = w @ y if centre else xp.zeros(y.shape[1], dtype=y.dtype, device=device(y))
+    # Squared deviations in units of the largest one (over the rows of positive weight): no
+    # overflow near 1e155, no underflow to zero near 1e-170.
     deviation = y - offset
-    positive = deviation[sample_weight > 0]
-    if positive.shape[0]:
-        reach = positive.abs().amax(dim=0)
+    if y.shape[0]:
+        reach = xp.max(xp.abs(deviation) * xp.astype(sample_weight[:, None] > 0, y.dtype), axis=0)
     else:
-        reach = y.new_zeros(y.shape[1])
-    unit = torch.where(reach > 0, reach, torch.ones_like(reach))
-    scale = unit * torch.sqrt(w @ (deviation / unit) ** 2)
-    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-    return offset.cpu().numpy(), scale.cpu().numpy()
+        reach = xp.zeros_like(offset)
+    unit = xp.where(reach > 0, reach, xp.ones_like(reach))
+    scale = unit * xp.sqrt(w @ (deviation / unit) ** 2)
+    scale = xp.where(scale > 0, scale, xp.ones_like(scale))
+    return _to_host(offset), _to_host(scale)
+
+
+def _to_host(array):
+    return array.cpu().numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
 
 
 class ChunkedQR:
@@ -134,27 +145,58 @@ def _append_rows(R, Z, rows):
     """The triangular factor of ``[[R, Z], [rows, 0]]``: ``(R', Z', residual sum of squares)``.
 
     Appending rows to a least-squares problem through a QR factorization never forms
-    ``R.T @ R``, so it keeps every digit the data have (no squared condition number).
+    ``R.T @ R``, so it keeps every digit the data have (no squared condition number). Float64
+    NumPy arrays in and out.
     """
     n_design = R.shape[1]
-    top = torch.cat([R, Z], 1)
+    top = np.hstack([R, Z])
     # Zero rows (the factor of fewer rows than terms) change no factor: the QR, whose cost
     # grows with its rows, leaves them out.
     top = top[(top != 0).any(1)]
-    stacked = torch.cat([top, torch.cat([rows, rows.new_zeros((rows.shape[0], Z.shape[1]))], 1)])
-    F = torch.linalg.qr(stacked, mode="r")[1]
+    stacked = np.vstack([top, np.hstack([rows, np.zeros((rows.shape[0], Z.shape[1]))])])
+    F = np.linalg.qr(stacked, mode="r")
     if F.shape[0] < n_design:
-        F = torch.cat([F, F.new_zeros((n_design - F.shape[0], F.shape[1]))])
+        F = np.vstack([F, np.zeros((n_design - F.shape[0], F.shape[1]))])
     tail = F[n_design:, n_design:]
     return F[:n_design, :n_design], F[:n_design, n_design:], (tail * tail).sum(0)
+
+
+def _scale_columns(R, col):
+    """``R / col``. The factor of fewer rows than terms is mostly zero rows: only the others
+    are written (``np.zeros`` maps fresh pages lazily; touching all of a wide design's
+    thousands-square factor costs more than the rest of its fit).
+    """
+    nonzero = R.any(1)
+    if nonzero.all():
+        return R / col
+    Rs = np.zeros(R.shape)
+    Rs[nonzero] = R[nonzero] / col
+    return Rs
+
+
+def inverse_upper(Rs):
+    """The inverse of the upper triangular float64 array ``Rs`` (LAPACK's ``trtri``)."""
+    from scipy.linalg import lapack
+
+    inverse, info = lapack.dtrtri(Rs, lower=0)
+    if info != 0:  # an exactly singular factor: the rank test sees inf and reveals the rank
+        return np.full_like(Rs, np.inf)
+    return inverse
+
+
+def _host64(tensor):
+    """A tensor's values as a float64 NumPy array (a view of a CPU float64 tensor)."""
+    if tensor.dtype == torch.float64 and tensor.device.type == "cpu":
+        return tensor.detach().numpy()
+    return tensor.detach().to(device="cpu", dtype=torch.float64).numpy()
 
 
 class Whitening:
     """The map from optimizer parameters ``V`` (rank x n_outputs) to design coefficients.
 
     Built from the triangular factor of ``sqrt(w) * [D, t] / sqrt(sum(w))``, columns scaled to
-    unit norm. A well-conditioned factor is simply inverted (``M = R^-1``, a triangular solve),
-    which makes ``D @ M`` orthonormal.
+    unit norm. A well-conditioned factor is simply inverted (``M = R^-1``, a triangular
+    inverse), which makes ``D @ M`` orthonormal.
 
     A numerically rank-deficient factor (more terms than rows, too few distinct values,
     duplicated or constant features: a singular value below
@@ -184,31 +226,40 @@ class Whitening:
 
     Either way, the squared error is ``||V - C||**2 + resid`` per output. ``n_rows`` (the rows
     behind the factor, when known) enters the rank tolerance.
+
+    The factor is ``(n_design + n_outputs)`` square whatever the number of rows, so all of
+    this is computed once, on the host in float64 NumPy, for every device and dtype (a few
+    NumPy calls cost a fraction of as many torch operations on small matrices, and float64
+    keeps a float32 fit's factor exactly); the rank tolerance is the compute dtype's, whose
+    rounding the factor carries. ``M``, ``C`` and ``resid`` are then handed to the optimizer
+    as tensors on the fit's device in its dtype (views, for a float64 fit on the CPU).
     """
 
     def __init__(self, R_aug, n_design, penalty_root=None, *, truncate=False, n_rows=None):
         self._built_from = (R_aug, n_design, penalty_root, truncate, n_rows)
         self._output = None
-        R = R_aug[:n_design, :n_design]
-        Z = R_aug[:n_design, n_design:]
-        R_tt = R_aug[n_design:, n_design:]
-        col = torch.linalg.vector_norm(R, dim=0)
-        col = torch.where(col > 0, col, torch.ones_like(col))
-        Rs = R / col
+        self._dtype, self._device = R_aug.dtype, R_aug.device
+        A = _host64(R_aug)
+        R = A[:n_design, :n_design]
+        Z = A[:n_design, n_design:]
+        R_tt = A[n_design:, n_design:]
+        # (einsum: no temporary the size of R, whose first touch dominates a wide design)
+        col = np.sqrt(np.einsum("ij,ij->j", R, R))
+        col[~(col > 0)] = 1.0
+        Rs = _scale_columns(R, col)
         resid = (R_tt * R_tt).sum(0)
-        eps = torch.finfo(R.dtype).eps
-        eye = torch.eye(n_design, dtype=R.dtype, device=R.device)
+        eps = torch.finfo(R_aug.dtype).eps
         self.rank = n_design
         self.n_null = 0
         self.determined = None
         self.involved = None
         if penalty_root is not None:
             # Squared error plus an L2 term is again a least-squares problem: rows appended.
-            Rs, Z, extra = _append_rows(Rs, Z, penalty_root / col)
+            Rs, Z, extra = _append_rows(Rs, Z, _host64(penalty_root) / col)
             resid = resid + extra
-        tol = rank_tolerance(R.dtype, n_design, n_rows)
+        tol = rank_tolerance(R_aug.dtype, n_design, n_rows)
         # A zero on the diagonal (fewer rows than terms) needs no inverse to be told singular.
-        R_inv = None if surely_deficient(Rs) else torch.linalg.solve_triangular(Rs, eye, upper=True)
+        R_inv = None if surely_deficient(Rs) else inverse_upper(Rs)
         surely_full = R_inv is not None and surely_full_rank(Rs, R_inv, tol)
         reveal = None if surely_full else reveal_rank(Rs, tol)
         if reveal is not None:
@@ -217,41 +268,43 @@ class Whitening:
                 return
             # The ridge keeps the condition number near 1 / sqrt(ridge).
             ridge = max(RIDGE, (100 * eps * n_design) ** 2)
-            Rs, Z, extra = _append_rows(Rs, Z, math.sqrt(ridge) * eye)
+            Rs, Z, extra = _append_rows(Rs, Z, math.sqrt(ridge) * np.eye(n_design))
             resid = resid + extra
             R_inv = None
         if R_inv is None:
-            R_inv = torch.linalg.solve_triangular(Rs, eye, upper=True)
-        self.M = R_inv / col[:, None]
-        self._inverse = Rs * col  # V = R @ theta
-        self.C = Z
-        self.resid = resid
+            R_inv = inverse_upper(Rs)
+        self._publish(R_inv / col[:, None], Rs * col, Z, resid)  # V = R @ theta
+
+    def _publish(self, M, inverse, C, resid):
+        """The optimizer's tensors, on the fit's device in its dtype."""
+
+        def compute(a):
+            return torch.from_numpy(np.ascontiguousarray(a)).to(self._device, self._dtype)
+
+        self.M = compute(M)
+        self._inverse = compute(inverse)
+        self.C = compute(C)
+        self.resid = compute(resid)
 
     def _keep_determined(self, reveal, col, Z, resid):
-        """Parametrize the ``rank`` determined directions only (float64 SVD, then the dtype)."""
+        """Parametrize the ``rank`` determined directions only."""
         r = reveal.rank
-        dtype = Z.dtype
-        col = col.to(torch.float64)
         U_r, s_r, W_r = reveal.U[:, :r], reveal.s[:r], reveal.W[:, :r]
-        Z64 = Z.to(torch.float64)
-        C = U_r.T @ Z64
+        C = U_r.T @ Z
         # The part of the projected targets outside the determined span is residual too.
-        outside = Z64 - U_r @ C
+        outside = Z - U_r @ C
         M = (W_r / s_r) / col[:, None]
         inverse = (s_r[:, None] * W_r.T) * col  # V = S_r W_r.T (col * theta)
         if r == 0:
             # No term is determined (every term vanishes on the rows): one parameter that
             # moves nothing, as optimizers need at least one.
-            M, inverse = M.new_zeros((M.shape[0], 1)), M.new_zeros((1, M.shape[0]))
-            C = C.new_zeros((1, C.shape[1]))
+            M, inverse = np.zeros((M.shape[0], 1)), np.zeros((1, M.shape[0]))
+            C = np.zeros((1, C.shape[1]))
         self.rank = M.shape[1]
-        self.M = M.to(dtype)
-        self._inverse = inverse.to(dtype)
-        self.C = C.to(dtype)
-        self.resid = resid + (outside * outside).sum(0).to(dtype)
+        self._publish(M, inverse, C, resid + (outside * outside).sum(0))
         self.n_null = reveal.W.shape[0] - r
         # The determined part of design coefficients theta is W_r.T @ (col * theta).
-        self.determined = (W_r.T * col).cpu().numpy()
+        self.determined = W_r.T * col
         self.involved = involved_terms(W_r)
 
     @classmethod

@@ -33,7 +33,7 @@ from scipy.linalg import solve_triangular
 from sklearn import get_config
 from sklearn.utils.validation import check_is_fitted
 
-from ._conditioning import basis_change
+from ._conditioning import basis_change, inverse_upper
 from ._data_pass import DesignMap, chunk_slices
 from ._device import prediction_device
 from ._rank import rank_tolerance, reveal_rank, surely_full_rank
@@ -504,16 +504,17 @@ def _mean_and_leverage(fitted, R_d, X, device, dtype):
 
 def _full_rank(stream, n_design):
     """Whether the fit's design has full numerical rank (the fit's own test, from ``R``)."""
-    R = torch.as_tensor(_square(np.asarray(stream.R), n_design)[:, :n_design])
-    col = torch.linalg.vector_norm(R, dim=0)
+    R = _square(np.asarray(stream.R), n_design)[:, :n_design]
+    # The tolerance is that of the dtype the factor was computed in.
+    dtype = torch.float32 if R.dtype == np.float32 else torch.float64
+    R = R.astype(np.float64)
+    col = np.sqrt((R * R).sum(0))
     if not bool((col > 0).all()):
         return False
     Rs = R / col
-    eye = torch.eye(n_design, dtype=R.dtype)
-    Rs_inv = torch.linalg.solve_triangular(Rs, eye, upper=True)
     # The rows behind the factor: the weight sum equals their count without sample_weight.
-    tol = rank_tolerance(R.dtype, n_design, max(stream.weight_sum, 1.0))
-    return surely_full_rank(Rs, Rs_inv, tol) or reveal_rank(Rs, tol) is None
+    tol = rank_tolerance(dtype, n_design, max(stream.weight_sum, 1.0))
+    return surely_full_rank(Rs, inverse_upper(Rs), tol) or reveal_rank(Rs, tol) is None
 
 
 def _format(value, width=10):

@@ -74,57 +74,60 @@ def rank_tolerance(dtype, n_design, n_rows=None):
 
 @dataclass(frozen=True)
 class RankReveal:
-    """The thin singular value decomposition of ``Rs`` (float64) and the numerical rank.
+    """The thin singular value decomposition of ``Rs`` (float64 NumPy) and the numerical rank.
 
     ``Rs = U @ diag(s) @ W.T`` with ``W`` of ``min(rows, n)`` orthonormal columns: the first
     ``rank`` span the directions the rows determine. The undetermined ones (their orthogonal
     complement, up to ``n - rank`` of them: thousands for a wide design) are never formed.
     """
 
-    U: torch.Tensor
-    s: torch.Tensor
-    W: torch.Tensor
+    U: np.ndarray
+    s: np.ndarray
+    W: np.ndarray
     rank: int
 
 
 def surely_full_rank(Rs, Rs_inv, tol):
-    """A cheap sufficient test: the 1-norm condition number bounds the 2-norm one within ``n``."""
-    cond = torch.linalg.matrix_norm(Rs, 1) * torch.linalg.matrix_norm(Rs_inv, 1)
-    return bool(torch.isfinite(cond)) and float(cond) * Rs.shape[0] * tol < 1
+    """A cheap sufficient test: the 1-norm condition number bounds the 2-norm one within ``n``.
+
+    ``Rs`` and its inverse are float64 NumPy arrays, as in the rest of this module.
+    """
+    with np.errstate(all="ignore"):
+        cond = np.abs(Rs).sum(0).max(initial=0.0) * np.abs(Rs_inv).sum(0).max(initial=0.0)
+    return bool(np.isfinite(cond)) and float(cond) * Rs.shape[0] * tol < 1
 
 
 def surely_deficient(Rs):
     """A triangular factor with an exactly zero diagonal entry (fewer rows than terms) is
     singular: no inverse to form, no condition number to estimate.
     """
-    return bool((torch.diagonal(Rs) == 0).any())
+    return bool((np.diagonal(Rs) == 0).any())
 
 
 def _numerical_rank(s, tol):
-    if s.numel() == 0 or not bool(torch.isfinite(s).all()) or float(s[0]) == 0.0:
+    if s.size == 0 or not np.isfinite(s).all() or float(s[0]) == 0.0:
         return 0
     return int((s > tol * s[0]).sum())
 
 
 def reveal_rank(Rs, tol):
-    """The numerical rank of ``Rs`` (relative cutoff ``tol``), in float64.
+    """The numerical rank of ``Rs`` (a float64 array; relative cutoff ``tol``).
 
     None when it is full (the singular values alone decide, at half the cost of the vectors),
     else a :class:`RankReveal`. Rows of ``Rs`` that are exactly zero (the factor of fewer rows
     than terms) are left out of the decomposition, whose cost then grows with the rows, not
     with the cube of the terms.
     """
-    Rs = Rs.to(torch.float64)
     n = Rs.shape[1]
-    kept = torch.nonzero((Rs != 0).any(1)).squeeze(1)
-    if len(kept) >= n and _numerical_rank(torch.linalg.svdvals(Rs), tol) == n:
+    kept = np.flatnonzero((Rs != 0).any(1))
+    if len(kept) >= n and _numerical_rank(np.linalg.svd(Rs, compute_uv=False), tol) == n:
         return None
-    U_kept, s, Wt = torch.linalg.svd(Rs[kept], full_matrices=False)
+    U_kept, s, Wt = np.linalg.svd(Rs[kept], full_matrices=False)
     rank = _numerical_rank(s, tol)
     if rank == n:
         # The two routines may round a singular value at the cutoff to either side.
         return None
-    U = Rs.new_zeros((Rs.shape[0], U_kept.shape[1]))
+    U = np.zeros((Rs.shape[0], U_kept.shape[1]))
     U[kept] = U_kept
     return RankReveal(U=U, s=s, W=Wt.T, rank=rank)
 
@@ -136,7 +139,7 @@ def involved_terms(W_r, cutoff=1e-3):
     complement is one minus its share in ``W_r``.
     """
     share = 1.0 - (W_r * W_r).sum(1)
-    return np.flatnonzero(share.cpu().numpy() > cutoff)
+    return np.flatnonzero(share > cutoff)
 
 
 def min_norm_theta(theta, determined, basis_change, fit_intercept):

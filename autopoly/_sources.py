@@ -53,6 +53,13 @@ def to_tensor(array, dtype, device):
     return torch.tensor(np.ascontiguousarray(array), dtype=dtype, device=device)
 
 
+def _host64(array):
+    """Host rows (a NumPy array or a CPU tensor) as float64 NumPy: a view where they are."""
+    if isinstance(array, torch.Tensor):
+        array = array.detach().numpy()
+    return array.astype(np.float64, copy=False)
+
+
 _NUMPY_DTYPES = {torch.float64: np.dtype(np.float64), torch.float32: np.dtype(np.float32)}
 
 
@@ -131,14 +138,8 @@ class ArraySource:
         Views where the rows are float64 already (a CPU tensor's memory is shared, not
         copied); ``w`` is None when ``weights`` is false.
         """
-
-        def host(array):
-            if isinstance(array, torch.Tensor):
-                array = array.detach().numpy()
-            return array.astype(np.float64, copy=False)
-
-        w = host(self.w[rows]) if weights else None
-        return host(self.X[rows]), host(self.y[rows]), w
+        w = _host64(self.w[rows]) if weights else None
+        return _host64(self.X[rows]), _host64(self.y[rows]), w
 
     def weight_sum(self):
         return float(self.w.sum())
@@ -151,9 +152,11 @@ class ArraySource:
             return Scaling.identity(self.n_features, self.n_outputs)
         X = self.X  # (zero-weight rows were dropped when the source was made)
         x_offset, x_scale = input_scaling(*column_range(X), spec.centres_inputs)
-        # (float64 NumPy rows are wrapped, not copied: the same arithmetic as for a tensor.)
-        y = to_tensor(self.y, torch.float64, self.device)
-        w = to_tensor(self.w, torch.float64, self.device)
+        # Host rows (NumPy, or CPU tensors: shared memory) are reduced by NumPy, a device's
+        # tensors where they are.
+        host = self.on_host
+        y = _host64(self.y) if host else self.y.to(torch.float64)
+        w = _host64(self.w) if host else self.w.to(torch.float64)
         y_offset, y_scale = target_scaling(y, w, spec.terms.fit_intercept)
         return Scaling(x_offset, x_scale, y_offset, y_scale)
 
