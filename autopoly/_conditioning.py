@@ -154,7 +154,7 @@ def _append_rows(R, Z, rows):
     # grows with its rows, leaves them out.
     top = top[(top != 0).any(1)]
     stacked = np.vstack([top, np.hstack([rows, np.zeros((rows.shape[0], Z.shape[1]))])])
-    F = np.linalg.qr(stacked, mode="r")
+    F = torch.linalg.qr(torch.from_numpy(stacked), mode="r").R.numpy()
     if F.shape[0] < n_design:
         F = np.vstack([F, np.zeros((n_design - F.shape[0], F.shape[1]))])
     tail = F[n_design:, n_design:]
@@ -228,11 +228,15 @@ class Whitening:
     behind the factor, when known) enters the rank tolerance.
 
     The factor is ``(n_design + n_outputs)`` square whatever the number of rows, so all of
-    this is computed once, on the host in float64 NumPy, for every device and dtype (a few
-    NumPy calls cost a fraction of as many torch operations on small matrices, and float64
-    keeps a float32 fit's factor exactly); the rank tolerance is the compute dtype's, whose
-    rounding the factor carries. ``M``, ``C`` and ``resid`` are then handed to the optimizer
-    as tensors on the fit's device in its dtype (views, for a float64 fit on the CPU).
+    this is computed once, on the host in float64, for every device and dtype: NumPy arrays
+    (a NumPy operation on a small matrix costs a fraction of a torch one); the QR of
+    appended rows is torch's, on views (faster than NumPy's on large factors). With many
+    terms the estimator runs NumPy's BLAS on one thread for small problems (its threads spin
+    against torch's on few cores; see ``TorchPolyRegressor._threads``). Float64 keeps a
+    float32 fit's factor exactly; the rank tolerance is the compute dtype's, whose rounding
+    the factor carries. ``M``, ``C``
+    and ``resid`` are then handed to the optimizer as tensors on the fit's device in its dtype
+    (views, for a float64 fit on the CPU).
     """
 
     def __init__(self, R_aug, n_design, penalty_root=None, *, truncate=False, n_rows=None):

@@ -25,8 +25,11 @@ that it is cheap next to the fit (:data:`REFINE_ENTRIES` design entries) and onl
 basis change can lose digits (inputs not already centred near zero).
 """
 
+from functools import lru_cache
+
 import numpy as np
 import torch
+from sklearn.externals.array_api_compat import array_namespace
 
 # Problems with at most this many design entries (rows x terms) are refined.
 REFINE_ENTRIES = 2**16
@@ -75,15 +78,58 @@ def _dd_add(ah, al, bh, bl):
 
 
 def _dd_sum(hi, lo, axis):
-    """Sum double-doubles along ``axis`` by pairwise halving (``log2`` vectorized levels)."""
-    hi, lo = hi.movedim(axis, 0), lo.movedim(axis, 0)
+    """Sum double-doubles along ``axis`` (0 or 1) by pairwise halving (``log2`` vectorized
+    levels; NumPy arrays or tensors alike).
+    """
+    if axis:
+        hi, lo = hi.swapaxes(0, axis), lo.swapaxes(0, axis)
     while hi.shape[0] > 1:
-        if hi.shape[0] % 2:
-            pad = hi.new_zeros((1,) + tuple(hi.shape[1:]))
-            hi, lo = torch.cat([hi, pad]), torch.cat([lo, pad])
-        half = hi.shape[0] // 2
-        hi, lo = _dd_add(hi[:half], lo[:half], hi[half:], lo[half:])
+        n = hi.shape[0]
+        half = n // 2
+        s_hi, s_lo = _dd_add(hi[:half], lo[:half], hi[half : 2 * half], lo[half : 2 * half])
+        if n % 2:
+            s_hi[:1], s_lo[:1] = _dd_add(s_hi[:1], s_lo[:1], hi[n - 1 :], lo[n - 1 :])
+        hi, lo = s_hi, s_lo
     return hi[0], lo[0]
+
+
+@lru_cache(maxsize=8)
+def _level_plan(powers_bytes, shape, dtype):
+    """What :class:`RawDesign` builds, degree by degree, for these powers (cached per term
+    set: a grid search refines the same terms fold after fold).
+
+    Returns ``levels``, one ``(parents, features)`` per degree (column ``j`` of the level is
+    column ``parents[j]`` of the levels before times input ``features[j]``), and ``columns``,
+    each term's column in the concatenated levels.
+    """
+    powers = np.frombuffer(powers_bytes, dtype=dtype).reshape(shape)
+    index = {(0,) * shape[1]: 0}
+    levels = []
+    max_degree = int(powers.sum(1).max()) if len(powers) else 0
+    for degree in range(1, max_degree + 1):
+        # Every exponent vector of this degree that some term needs, by its parent.
+        wanted = {tuple(p) for p in powers if p.sum() >= degree}
+        level = set()
+        for p in wanted:
+            p = np.array(p)
+            # Walk down to this degree, removing from the last features first.
+            while p.sum() > degree:
+                f = np.flatnonzero(p)[-1]
+                p[f] -= 1
+            level.add(tuple(p))
+        level = sorted(level)
+        parents, features = [], []
+        for p in level:
+            # The parent is the next step of the same walk: in the level below.
+            f = int(np.flatnonzero(p)[-1])
+            parent = list(p)
+            parent[f] -= 1
+            parents.append(index[tuple(parent)])
+            features.append(f)
+        for p in level:
+            index[p] = len(index)  # its column in the concatenated levels
+        levels.append((parents, features))
+    return levels, [index[tuple(p)] for p in powers]
 
 
 class RawDesign:
@@ -91,47 +137,31 @@ class RawDesign:
 
     Every monomial of degree ``d`` is a monomial of degree ``d - 1`` times one input, so the
     monomials are built one degree at a time, each degree one vectorized error-free product.
+    ``X`` is a float64 NumPy array (host rows) or tensor (a device's rows): array-API code.
     """
 
     def __init__(self, X, powers, fit_intercept):
         self.fit_intercept = fit_intercept
-        n = X.shape[0]
-        index = {(0,) * X.shape[1]: 0}
-        hi, lo = [X.new_ones((n, 1))], [X.new_zeros((n, 1))]
-        max_degree = int(powers.sum(1).max()) if len(powers) else 0
-        for degree in range(1, max_degree + 1):
-            # Every exponent vector of this degree that some term needs, by its parent.
-            wanted = {tuple(p) for p in powers if p.sum() >= degree}
-            level = set()
-            for p in wanted:
-                p = np.array(p)
-                # Walk down to this degree, removing from the last features first.
-                while p.sum() > degree:
-                    f = np.flatnonzero(p)[-1]
-                    p[f] -= 1
-                level.add(tuple(p))
-            level = sorted(level)
-            parents, features = [], []
-            for p in level:
-                # The parent is the next step of the same walk: in the level below.
-                f = int(np.flatnonzero(p)[-1])
-                parent = list(p)
-                parent[f] -= 1
-                parents.append(index[tuple(parent)])
-                features.append(f)
-            all_hi, all_lo = torch.cat(hi, 1), torch.cat(lo, 1)
+        xp = array_namespace(X)
+        one = X[:, :1] * 0.0 + 1.0
+        hi, lo = [one], [one * 0.0]
+        levels, columns = _level_plan(powers.tobytes(), powers.shape, powers.dtype.str)
+        for parents, features in levels:
+            all_hi, all_lo = xp.concat(hi, axis=1), xp.concat(lo, axis=1)
             new_hi, new_lo = _dd_mul(all_hi[:, parents], all_lo[:, parents], X[:, features])
-            for p in level:
-                index[p] = len(index)  # its column in the concatenated levels
             hi.append(new_hi)
             lo.append(new_lo)
-        all_hi, all_lo = torch.cat(hi, 1), torch.cat(lo, 1)
-        columns = [index[tuple(p)] for p in powers]
+        all_hi, all_lo = xp.concat(hi, axis=1), xp.concat(lo, axis=1)
         self.hi, self.lo = all_hi[:, columns, None], all_lo[:, columns, None]
         self._hi_split = _split(self.hi)  # reused by every residual
 
     def residual(self, y, raw):
-        """``y - [1, monomials] @ raw`` in double-double, rounded: ``(n, k)`` (tensors)."""
+        """``y - [1, monomials] @ raw`` in double-double, rounded: ``(n, k)``."""
+        hi, lo = self.residual_dd(y, raw)
+        return hi + lo
+
+    def residual_dd(self, y, raw):
+        """``y - [1, monomials] @ raw`` in double-double: ``(hi, lo)``, each ``(n, k)``."""
         first = int(self.fit_intercept)
         coef = -raw[first:][None]  # (1, n_terms, k)
         # The monomials times the coefficients, error-free (Dekker's product, halves reused).
@@ -144,7 +174,22 @@ class RawDesign:
         s_hi, s_lo = _dd_add(s_hi, s_lo, y, 0.0)
         if first:
             s_hi, s_lo = _dd_add(s_hi, s_lo, -raw[0][None, :], 0.0)
-        return s_hi + s_lo
+        return s_hi, s_lo
+
+
+def _gradient(D, w, r_hi, r_lo):
+    """``D.T @ (w * r)`` for the double-double residual ``r``, in double-double, rounded.
+
+    At the optimum this is zero: a sum of terms far larger than itself, whose ordinary
+    rounding (about ``eps * sum(|D| w |r|)``) would decide the correction's last digits, and
+    differ from one BLAS to another.
+    """
+    a_hi, a_lo = _two_prod(D, w[:, None])  # w_i * D_ij exactly
+    a_hi, a_lo = a_hi[:, :, None], a_lo[:, :, None]
+    p, e = _two_prod(a_hi, r_hi[:, None, :])
+    hi, lo = _fast_two_sum(p, e + (a_lo * r_hi[:, None, :] + a_hi * r_lo[:, None, :]))
+    s_hi, s_lo = _dd_sum(hi, lo, axis=0)
+    return s_hi + s_lo
 
 
 def worth_refining(spec, source, setup, full_rank):
@@ -193,27 +238,47 @@ def refine(source, setup, R_design, raw, theta, steps=1):
     two nearly collinear features near 1e3 ended 3% above the optimum squared error). The
     rows are read on the fit's device and stay there.
     """
-    device = setup.device
-    X, y, w = source.take(slice(None), torch.float64, device)
+    if setup.device.type == "cpu" and source.on_host:
+        # Host rows in NumPy (a small problem's few hundred operations cost a fraction of
+        # torch's); the same array-API arithmetic below.
+        X, y, w = source.take_host(slice(None))
+        D = setup.design.host(X, extra_rows=0).T
+        R = R_design.detach().to(torch.float64).cpu().numpy()
+        change, raw_t = setup.basis_change, raw
+    else:
+        X, y, w = source.take(slice(None), torch.float64, setup.device)
+        D = setup.design(X)
+        R = R_design.to(device=setup.device, dtype=torch.float64)
+        change = torch.as_tensor(setup.basis_change, device=setup.device)
+        raw_t = torch.as_tensor(raw, device=setup.device)
+    xp = array_namespace(X)
     design = RawDesign(X, setup.powers, setup.terms.fit_intercept)
-    raw_t = torch.as_tensor(raw, device=device)
-    r = design.residual(y, raw_t)
-    if not bool(torch.isfinite(r).all()):
+    r_hi, r_lo = design.residual_dd(y, raw_t)
+    r = r_hi + r_lo
+    if not bool(xp.all(xp.isfinite(r))):
         return raw, theta
-    D = setup.design(X)
-    R = R_design.to(device=device, dtype=torch.float64)
-    change = torch.as_tensor(setup.basis_change, device=device)
     for _ in range(steps):
-        g = D.T @ (w[:, None] * r)
-        inner = torch.linalg.solve_triangular(R.T, g, upper=False)
-        delta_z = torch.linalg.solve_triangular(R, inner, upper=True)
+        delta_z = _solve_normal(R, _gradient(D, w, r_hi, r_lo))
         candidate = raw_t + change @ delta_z
-        r_new = design.residual(y, candidate)
+        new_hi, new_lo = design.residual_dd(y, candidate)
+        r_new = new_hi + new_lo
         # A guard against garbage (overflow, a wrong factor), not a test of the last digits:
         # near the optimum the squared error changes only at second order.
-        before, after = float(w @ (r * r).sum(1)), float(w @ (r_new * r_new).sum(1))
-        if not (bool(torch.isfinite(candidate).all()) and after <= before * (1 + 1e-9)):
+        before = float(w @ xp.sum(r * r, axis=1))
+        after = float(w @ xp.sum(r_new * r_new, axis=1))
+        if not (bool(xp.all(xp.isfinite(candidate))) and after <= before * (1 + 1e-9)):
             break
-        raw_t, r = candidate, r_new
+        raw_t, r, r_hi, r_lo = candidate, r_new, new_hi, new_lo
     # Coefficients (n_design x k numbers) come back to the host; the rows never do.
-    return raw_t.cpu().numpy(), theta
+    return (raw_t.cpu().numpy() if isinstance(raw_t, torch.Tensor) else raw_t), theta
+
+
+def _solve_normal(R, g):
+    """``R^-1 R^-T g`` for the upper triangular ``R`` (NumPy or torch, as ``g``)."""
+    if isinstance(R, torch.Tensor):
+        inner = torch.linalg.solve_triangular(R.T, g, upper=False)
+        return torch.linalg.solve_triangular(R, inner, upper=True)
+    from scipy.linalg import lapack
+
+    inner, _ = lapack.dtrtrs(R, g, lower=0, trans=1)
+    return lapack.dtrtrs(R, inner, lower=0, trans=0)[0]

@@ -29,6 +29,9 @@ from ._version import __version__
 # only; the Gram-or-QR route of the statistics has its own threshold,
 # autopoly._fitting.GRAM_ROUTE_ENTRIES).
 ONE_THREAD_ENTRIES = 2**21
+# From this many design columns on, a small problem also runs NumPy's BLAS on one thread (the
+# switch costs ~20 us, a few percent of such a fit).
+BLAS_LIMIT_TERMS = 64
 # Fitted attributes that are arrays (the ones array-API dispatch puts on the input's device).
 _ARRAY_ATTRIBUTES = ("coef_", "intercept_", "powers_")
 
@@ -322,10 +325,16 @@ class TorchPolyRegressor(InferenceMixin, RegressorMixin, BaseEstimator):
         more than it saves, and far more when the cores are shared with other processes. With
         two threads or fewer, torch works on one at any size (see
         :func:`~autopoly._threads.few_cores_for_torch`); the Gram matrix of CPU rows is then
-        NumPy's, whose BLAS keeps its own threads.
+        NumPy's, whose BLAS keeps its own threads. A small problem with many terms limits
+        that BLAS too: its factor's linear algebra is small matrices, where NumPy's BLAS
+        threads spin against torch's (a 286-term fit on 350 rows: 58 ms with them, 35 ms on
+        one thread).
         """
-        size = source.n_rows * (spec.terms.n_terms(source.n_features) + 1)
-        return task_threads(in_pool_thread() or size <= ONE_THREAD_ENTRIES or few_cores_for_torch())
+        n_design = spec.terms.n_terms(source.n_features) + 1
+        small = in_pool_thread() or source.n_rows * n_design <= ONE_THREAD_ENTRIES
+        return task_threads(
+            small or few_cores_for_torch(), blas=small and n_design >= BLAS_LIMIT_TERMS
+        )
 
     def _check_continuation(self, spec, how):
         """A warm start or a streamed update continues the fitted terms: they must not change."""
