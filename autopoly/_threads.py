@@ -70,7 +70,9 @@ def task_threads(limit=True, blas=False):
         ``with task_threads(in_pool_thread()):``.
     blas : bool, default=False
         Whether to limit the BLAS libraries NumPy and SciPy call to one thread as well (about
-        20 microseconds to switch, so only for blocks that do enough linear algebra).
+        20 microseconds to switch, so only for blocks that do enough linear algebra). That
+        limit is process-wide, so it is set on the main thread only (other threads' BLAS
+        calls share it while the block runs) and restored when the block ends.
 
     Yields
     ------
@@ -78,7 +80,9 @@ def task_threads(limit=True, blas=False):
         The number of torch intra-op threads in effect inside the block.
     """
     previous = torch.get_num_threads()
-    with _blas_limit() if limit and blas else contextlib.nullcontext():
+    # (Only the main thread sets the BLAS limit: OpenBLAS's setting from other threads does
+    # not reliably take effect, and their fits would race to restore it.)
+    with _blas_limit() if limit and blas and not off_main_thread() else contextlib.nullcontext():
         if not limit or previous <= 1:
             yield previous
             return
@@ -89,17 +93,37 @@ def task_threads(limit=True, blas=False):
             torch.set_num_threads(previous)
 
 
+@contextmanager
 def _blas_limit():
-    """One thread for the BLAS libraries loaded in this process (a cached controller)."""
-    global _CONTROLLER
-    if _CONTROLLER is None:
-        from threadpoolctl import ThreadpoolController
+    """One thread for the BLAS libraries loaded in this process while any block holds it.
 
-        _CONTROLLER = ThreadpoolController()
-    return _CONTROLLER.limit(limits=1, user_api="blas")
+    The limit is process-wide, so concurrent fits (threads of one process) share it: the first
+    to enter sets it, the last to leave restores what was there before (each restoring its
+    own saved value would leave whichever value was restored last).
+    """
+    global _CONTROLLER, _BLAS_HOLDERS, _BLAS_LIMITER
+    with _BLAS_LOCK:
+        if _BLAS_HOLDERS == 0:
+            if _CONTROLLER is None:
+                from threadpoolctl import ThreadpoolController
+
+                _CONTROLLER = ThreadpoolController()
+            _BLAS_LIMITER = _CONTROLLER.limit(limits=1, user_api="blas")
+        _BLAS_HOLDERS += 1
+    try:
+        yield
+    finally:
+        with _BLAS_LOCK:
+            _BLAS_HOLDERS -= 1
+            if _BLAS_HOLDERS == 0:
+                _BLAS_LIMITER.restore_original_limits()
+                _BLAS_LIMITER = None
 
 
 _CONTROLLER = None
+_BLAS_LOCK = threading.Lock()
+_BLAS_HOLDERS = 0
+_BLAS_LIMITER = None
 
 
 def few_cores_for_torch():

@@ -1,7 +1,10 @@
 """Same ``random_state``, same bits on the CPU; threads give what a loop gives."""
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
+import threadpoolctl
 import torch
 from joblib import Parallel, delayed
 
@@ -126,6 +129,44 @@ def test_partial_fits_in_threads_equal_partial_fits_one_after_another():
     sequential = [_bits(run(seed)) for seed in range(8)]
     threaded = Parallel(n_jobs=4, backend="threading")(delayed(run)(seed) for seed in range(8))
     assert [_bits(est) for est in threaded] == sequential
+
+
+def _blas_threads():
+    return [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+
+
+def test_many_term_fits_run_blas_on_one_thread_and_threads_of_them_restore_it(monkeypatch):
+    import autopoly._fitting as fitting
+
+    inside = []
+    original = fitting.fit
+
+    def spy(*args, **kwargs):
+        inside.append(max(_blas_threads()))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(fitting, "fit", spy)
+    rng = np.random.default_rng(0)
+    X6 = rng.uniform(-1, 1, (200, 4))  # degree 6: 210 terms, a small problem
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        before = _blas_threads()
+        TorchPolyRegressor(degree=6).fit(X6, X6[:, 0] ** 2)
+        assert inside == [1]
+        assert _blas_threads() == before
+        # Fits on pool threads leave the process-wide limit alone (no race to restore it),
+        # also while the main thread fits.
+        Parallel(n_jobs=4, backend="threading")(
+            delayed(TorchPolyRegressor(degree=6).fit)(X6, X6[:, 0] + s) for s in range(16)
+        )
+        assert _blas_threads() == before
+        with ThreadPoolExecutor(2) as pool:
+            side = pool.submit(
+                lambda: [TorchPolyRegressor(degree=6).fit(X6, X6[:, 1]) for _ in range(8)]
+            )
+            for s in range(8):
+                TorchPolyRegressor(degree=6).fit(X6, X6[:, 0] + s)
+            side.result()
+        assert _blas_threads() == before
 
 
 def test_one_model_predicts_the_same_from_many_threads():
