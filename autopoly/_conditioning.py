@@ -283,6 +283,7 @@ class Whitening:
         self.n_null = 0
         self.determined = None
         self.involved = None
+        self.undetermined = None
         if penalty_root is not None:
             # Squared error plus an L2 term is again a least-squares problem: rows appended.
             Rs, Z, extra = _append_rows(Rs, Z, _host64(penalty_root) / col)
@@ -336,13 +337,17 @@ class Whitening:
         # The determined part of design coefficients theta is W_r.T @ (col * theta).
         self.determined = W_r.T * col
         self.involved = involved_terms(W_r)
+        # The undetermined directions in design coefficients, where the decomposition has
+        # them (not for fewer rows than terms: they are never formed there).
+        W = reveal.W
+        self.undetermined = W[:, r:] / col[:, None] if W.shape[1] == W.shape[0] else None
 
     @classmethod
     def identity(cls, R_aug, n_design):
         """No whitening: the parameters are the design coefficients themselves."""
         self = cls.__new__(cls)
         self.rank = n_design
-        self.n_null, self.determined, self.involved = 0, None, None
+        self.n_null, self.determined, self.involved, self.undetermined = 0, None, None, None
         self.M = self._inverse = torch.eye(n_design, dtype=R_aug.dtype, device=R_aug.device)
         return self
 

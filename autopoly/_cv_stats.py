@@ -309,7 +309,11 @@ def solve_candidate(cand, R_aug, weight_sum, n_rows, l1_start=None):
     if whitening.determined is not None:
         with np.errstate(over="ignore", invalid="ignore"):
             theta = min_norm_theta(
-                theta, whitening.determined, setup.basis_change, setup.terms.fit_intercept
+                theta,
+                whitening.determined,
+                setup.basis_change,
+                setup.terms.fit_intercept,
+                undetermined=whitening.undetermined,
             )
     return theta, starts
 

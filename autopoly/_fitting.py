@@ -457,7 +457,11 @@ def solve(
         # keep theta (which predict uses) the same polynomial as the raw coefficients.
         with np.errstate(over="ignore", invalid="ignore"):
             theta = min_norm_theta(
-                theta, whitening.determined, setup.basis_change, setup.terms.fit_intercept
+                theta,
+                whitening.determined,
+                setup.basis_change,
+                setup.terms.fit_intercept,
+                undetermined=whitening.undetermined,
             )
     with np.errstate(over="ignore", invalid="ignore"):
         raw = setup.basis_change @ theta
