@@ -210,11 +210,16 @@ def inverse_upper(Rs):
     return inverse
 
 
-def _host64(tensor):
-    """A tensor's values as a float64 NumPy array (a view of a CPU float64 tensor)."""
-    if tensor.dtype == torch.float64 and tensor.device.type == "cpu":
-        return tensor.detach().numpy()
-    return tensor.detach().to(device="cpu", dtype=torch.float64).numpy()
+def host64(array):
+    """Values as a float64 NumPy array: a view where they already are float64 in host memory
+    (a NumPy array, or a CPU tensor without grad: one check instead of the four calls of
+    ``detach().cpu().to(float64).numpy()``), else a copy.
+    """
+    if isinstance(array, torch.Tensor):
+        if array.dtype == torch.float64 and array.device.type == "cpu" and not array.requires_grad:
+            return array.numpy()
+        return array.detach().to(device="cpu", dtype=torch.float64).numpy()
+    return np.asarray(array).astype(np.float64, copy=False)
 
 
 class Whitening:
@@ -255,21 +260,21 @@ class Whitening:
 
     The factor is ``(n_design + n_outputs)`` square whatever the number of rows, so all of
     this is computed once, on the host in float64, for every device and dtype: NumPy arrays
-    (a NumPy operation on a small matrix costs a fraction of a torch one); the QR of
-    appended rows is torch's, on views (faster than NumPy's on large factors). With many
-    terms the estimator runs NumPy's BLAS on one thread for small problems (its threads spin
-    against torch's on few cores; see ``TorchPolyRegressor._threads``). Float64 keeps a
-    float32 fit's factor exactly; the rank tolerance is the compute dtype's, whose rounding
-    the factor carries. ``M``, ``C``
-    and ``resid`` are then handed to the optimizer as tensors on the fit's device in its dtype
-    (views, for a float64 fit on the CPU).
+    (a NumPy operation on a small matrix costs a fraction of a torch one); appended rows go
+    through LAPACK's triangular-pentagonal QR when they are triangular (penalties), else
+    torch's QR on views (faster than NumPy's on large factors). With many terms the estimator
+    runs NumPy's BLAS on one thread for small problems (its threads spin against torch's on
+    few cores; see ``TorchPolyRegressor._threads``). Float64 keeps a float32 fit's factor
+    exactly; the rank tolerance is the compute dtype's, whose rounding the factor carries.
+    ``M``, ``C`` and ``resid`` are then handed to the optimizer as tensors on the fit's device
+    in its dtype (views, for a float64 fit on the CPU).
     """
 
     def __init__(self, R_aug, n_design, penalty_root=None, *, truncate=False, n_rows=None):
         self._built_from = (R_aug, n_design, penalty_root, truncate, n_rows)
         self._output = None
         self._dtype, self._device = R_aug.dtype, R_aug.device
-        A = _host64(R_aug)
+        A = host64(R_aug)
         R = A[:n_design, :n_design]
         Z = A[:n_design, n_design:]
         R_tt = A[n_design:, n_design:]
@@ -286,7 +291,7 @@ class Whitening:
         self.undetermined = None
         if penalty_root is not None:
             # Squared error plus an L2 term is again a least-squares problem: rows appended.
-            Rs, Z, extra = _append_rows(Rs, Z, _host64(penalty_root) / col)
+            Rs, Z, extra = _append_rows(Rs, Z, host64(penalty_root) / col)
             resid = resid + extra
         tol = rank_tolerance(R_aug.dtype, n_design, n_rows)
         # A zero on the diagonal (fewer rows than terms) needs no inverse to be told singular.

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
-from ._conditioning import ChunkedQR, Whitening
+from ._conditioning import ChunkedQR, Whitening, host64
 from ._data_pass import DesignMap, chunk_slices
 from ._device import prediction_device
 from ._l1 import solve_generalized_lasso
@@ -708,15 +708,6 @@ def _closed_form_train(V, whitening, y_scale, tol):
         curve = [user, final_user]
         best = min(curve)
     return TrainResult(V=V, n_iter=len(curve), converged=True, loss_curve=curve, best_loss=best)
-
-
-def host64(tensor):
-    """A tensor's values as a float64 NumPy array: a view of a CPU float64 tensor's memory
-    (one call instead of the four of ``detach().cpu().to(float64).numpy()``), else a copy.
-    """
-    if tensor.dtype == torch.float64 and not tensor.requires_grad and tensor.device.type == "cpu":
-        return tensor.numpy()
-    return tensor.detach().cpu().to(torch.float64).numpy()
 
 
 def _solve_l1(spec, setup, whitening, weight_sum):

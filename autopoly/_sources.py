@@ -23,7 +23,7 @@ copied to the host. The Dask source lives in :mod:`autopoly._dask`.
 import numpy as np
 import torch
 
-from ._conditioning import input_scaling, target_scaling
+from ._conditioning import host64, input_scaling, target_scaling
 from ._data_pass import accumulate, chunk_slices
 from ._objective import RowObjective
 from ._state import Scaling
@@ -51,13 +51,6 @@ def to_tensor(array, dtype, device):
     ):
         return torch.from_numpy(array)
     return torch.tensor(np.ascontiguousarray(array), dtype=dtype, device=device)
-
-
-def _host64(array):
-    """Host rows (a NumPy array or a CPU tensor) as float64 NumPy: a view where they are."""
-    if isinstance(array, torch.Tensor):
-        array = array.detach().numpy()
-    return array.astype(np.float64, copy=False)
 
 
 _NUMPY_DTYPES = {torch.float64: np.dtype(np.float64), torch.float32: np.dtype(np.float32)}
@@ -138,8 +131,8 @@ class ArraySource:
         Views where the rows are float64 already (a CPU tensor's memory is shared, not
         copied); ``w`` is None when ``weights`` is false.
         """
-        w = _host64(self.w[rows]) if weights else None
-        return _host64(self.X[rows]), _host64(self.y[rows]), w
+        w = host64(self.w[rows]) if weights else None
+        return host64(self.X[rows]), host64(self.y[rows]), w
 
     def weight_sum(self):
         return float(self.w.sum())
@@ -155,8 +148,8 @@ class ArraySource:
         # Host rows (NumPy, or CPU tensors: shared memory) are reduced by NumPy, a device's
         # tensors where they are.
         host = self.on_host
-        y = _host64(self.y) if host else self.y.to(torch.float64)
-        w = _host64(self.w) if host else self.w.to(torch.float64)
+        y = host64(self.y) if host else self.y.to(torch.float64)
+        w = host64(self.w) if host else self.w.to(torch.float64)
         y_offset, y_scale = target_scaling(y, w, spec.terms.fit_intercept)
         return Scaling(x_offset, x_scale, y_offset, y_scale)
 
