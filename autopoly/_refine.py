@@ -31,6 +31,8 @@ import numpy as np
 import torch
 from sklearn.externals.array_api_compat import array_namespace
 
+from ._conditioning import host64
+
 # Problems with at most this many design entries (rows x terms) are refined.
 REFINE_ENTRIES = 2**16
 # Refine only when the basis change loses at least one digit to cancellation.
@@ -243,7 +245,7 @@ def refine(source, setup, R_design, raw, theta, steps=1):
         # torch's); the same array-API arithmetic below.
         X, y, w = source.take_host(slice(None))
         D = setup.design.host(X, extra_rows=0).T
-        R = R_design.detach().to(torch.float64).cpu().numpy()
+        R = host64(R_design)
         change, raw_t = setup.basis_change, raw
     else:
         X, y, w = source.take(slice(None), torch.float64, setup.device)
@@ -270,7 +272,7 @@ def refine(source, setup, R_design, raw, theta, steps=1):
             break
         raw_t, r, r_hi, r_lo = candidate, r_new, new_hi, new_lo
     # Coefficients (n_design x k numbers) come back to the host; the rows never do.
-    return (raw_t.cpu().numpy() if isinstance(raw_t, torch.Tensor) else raw_t), theta
+    return host64(raw_t), theta
 
 
 def _solve_normal(R, g):
