@@ -85,11 +85,7 @@ def _target_scaling(xp, y, sample_weight, centre):
     unit = xp.where(reach > 0, reach, xp.ones_like(reach))
     scale = unit * xp.sqrt(w @ (deviation / unit) ** 2)
     scale = xp.where(scale > 0, scale, xp.ones_like(scale))
-    return _to_host(offset), _to_host(scale)
-
-
-def _to_host(array):
-    return array.cpu().numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
+    return host64(offset), host64(scale)
 
 
 class ChunkedQR:
